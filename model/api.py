@@ -1,0 +1,323 @@
+"""The one public API that the CLI and the dashboard both call.
+
+    det = Detector.load()                     # bundled sample model (or a folder / $DEEPFAKE_MODEL)
+    res = det.analyze_image("photo.jpg")      # ImageResult: faces with P(fake), file score, label
+    res = det.analyze_video("clip.mp4")       # VideoResult: frames, face tracks, aggregated score
+    res = det.analyze("any/path")             # dispatch on extension; errors captured in res.error
+    heat, over = det.explain(face_crop)       # Grad-CAM heat map [0, 1] and overlay image
+
+Scores are P(fake) in [0, 1]; ``label`` is ``fake`` when score >= threshold, ``real`` below it, and
+``unknown`` when no face was found or when the model is untrained (its scores are no verdict).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from model import media, video
+from model.faces import Face, FaceExtractor
+from model.media import MediaError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_MODEL = REPO_ROOT / "runs" / "sample" / "model"
+MODEL_ENV = "DEEPFAKE_MODEL"
+
+
+def default_model_dir() -> Path:
+    env = os.environ.get(MODEL_ENV)
+    return Path(env).expanduser() if env else BUNDLED_MODEL
+
+
+# --------------------------------------------------------------------------- results
+@dataclasses.dataclass
+class FaceResult:
+    box: list[int]
+    confidence: float
+    keypoints: dict[str, list[float]]
+    score: float
+    label: str
+    frame: int | None = None
+    track: int | None = None
+    crop: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k != "crop"}
+        d["score"] = round(float(self.score), 6)
+        return d
+
+
+@dataclasses.dataclass
+class TrackResult:
+    id: int
+    frames: list[int]
+    scores: list[float]
+    score: float
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "frames": self.frames, "scores": [round(s, 6) for s in self.scores],
+                "score": round(self.score, 6), "label": self.label}
+
+
+@dataclasses.dataclass
+class FrameResult:
+    index: int
+    time_s: float
+    faces: list[FaceResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "time_s": round(self.time_s, 3), "faces": [f.to_dict() for f in self.faces]}
+
+
+@dataclasses.dataclass
+class Result:
+    """Result for one file (image or video). ``faces`` counts faces (image) or face tracks (video)."""
+
+    path: str
+    kind: str
+    score: float | None = None
+    label: str = "unknown"
+    error: str = ""
+    threshold: float = 0.5
+    model: str = ""
+    model_trained: bool = False
+    width: int = 0
+    height: int = 0
+    face_results: list[FaceResult] = dataclasses.field(default_factory=list)  # image faces
+    frames: list[FrameResult] = dataclasses.field(default_factory=list)  # video frames
+    tracks: list[TrackResult] = dataclasses.field(default_factory=list)  # video tracks
+    strategy: str | None = None
+    video_info: dict[str, Any] | None = None
+    image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
+
+    @property
+    def faces(self) -> int:
+        return len(self.tracks) if self.kind == "video" else len(self.face_results)
+
+    @property
+    def all_faces(self) -> list[FaceResult]:
+        if self.kind == "video":
+            return [f for fr in self.frames for f in fr.faces]
+        return self.face_results
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "path": self.path, "kind": self.kind, "faces": self.faces,
+            "score": None if self.score is None else round(float(self.score), 6),
+            "label": self.label, "error": self.error, "threshold": self.threshold,
+            "model": self.model, "model_trained": self.model_trained,
+            "score_meaning": "P(fake) in [0, 1]",
+        }
+        if self.kind == "image":
+            d.update(width=self.width, height=self.height, face_results=[f.to_dict() for f in self.face_results])
+        else:
+            d.update(strategy=self.strategy, video_info=self.video_info,
+                     tracks=[t.to_dict() for t in self.tracks], frames=[f.to_dict() for f in self.frames])
+        return d
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    def csv_row(self) -> dict[str, Any]:
+        return {"path": self.path, "kind": self.kind, "faces": self.faces,
+                "score": "" if self.score is None else f"{self.score:.6f}", "label": self.label,
+                "error": " ".join(self.error.split())}
+
+
+CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error")
+
+
+# --------------------------------------------------------------------------- detector
+class Detector:
+    def __init__(self, model, card, extractor: FaceExtractor | None = None, name: str = ""):
+        import tensorflow as tf
+
+        self.model = model
+        self.card = card
+        self.name = name or card.backbone
+        self.input_size = int(model.input_shape[1])
+        self.extractor = extractor or FaceExtractor(crop_size=self.input_size, margin=card.face_margin)
+        spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[spec])
+        self._gradcam = None
+
+    # ---- construction
+    @classmethod
+    def load(cls, directory: str | os.PathLike | None = None, **extractor_kw) -> "Detector":
+        """Load a saved model folder (``detector.keras`` + ``model_card.json``) with safe_mode.
+
+        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model.
+        """
+        from model.network import load_detector
+
+        d = Path(directory) if directory else default_model_dir()
+        model, card = load_detector(d)
+        ext = FaceExtractor(crop_size=int(model.input_shape[1]), margin=card.face_margin, **extractor_kw)
+        return cls(model, card, ext, name=str(d))
+
+    @classmethod
+    def untrained(cls, backbone: str = "efficientnet_b0", input_size: int = 128) -> "Detector":
+        from model.network import ModelCard, build_detector
+
+        card = ModelCard(backbone=backbone, input_size=input_size)
+        return cls(build_detector(backbone, input_size), card, name=f"untrained {backbone}")
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.threshold)
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.card.trained)
+
+    def describe(self) -> str:
+        state = "trained" if self.trained else "UNTRAINED (random weights: scores are not a verdict)"
+        return f"model {self.name} [{self.card.backbone}, {self.input_size}px, threshold {self.threshold:.3f}, {state}]"
+
+    def label_for(self, score: float | None, threshold: float | None = None) -> str:
+        if score is None or not self.trained:
+            return "unknown"
+        return "fake" if score >= (self.threshold if threshold is None else threshold) else "real"
+
+    # ---- scoring
+    def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled tf.function."""
+        arr = np.asarray(crops, dtype=np.float32)
+        if arr.size == 0:
+            return np.zeros((0,), np.float32)
+        if arr.ndim == 3:
+            arr = arr[None]
+        out = [self._predict(arr[i:i + batch_size]).numpy() for i in range(0, len(arr), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def _base(self, path: str, kind: str) -> Result:
+        return Result(path=path, kind=kind, threshold=self.threshold, model=self.name, model_trained=self.trained)
+
+    # ---- images
+    def analyze_array(self, image: np.ndarray, path: str = "<array>") -> Result:
+        res = self._base(path, "image")
+        res.height, res.width = image.shape[:2]
+        res.image = image
+        faces = self.extractor.detect(image)
+        scores = self.score_crops([f.crop for f in faces])
+        res.face_results = [self._face_result(f, s) for f, s in zip(faces, scores)]
+        res.score = float(max(scores)) if len(scores) else None
+        res.label = self.label_for(res.score)
+        return res
+
+    def analyze_image(self, source: str | os.PathLike | bytes, path: str | None = None) -> Result:
+        name = path or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
+        try:
+            image = media.load_image(source)
+        except MediaError as e:
+            res = self._base(name, "image")
+            res.error = str(e)
+            return res
+        return self.analyze_array(image, name)
+
+    def _face_result(self, f: Face, score: float, frame: int | None = None, track: int | None = None) -> FaceResult:
+        return FaceResult(box=[int(v) for v in f.box], confidence=round(float(f.confidence), 4),
+                          keypoints={k: [round(a, 1), round(b, 1)] for k, (a, b) in f.keypoints.items()},
+                          score=float(score), label=self.label_for(float(score)), frame=frame, track=track, crop=f.crop)
+
+    # ---- videos
+    def analyze_video(self, path: str | os.PathLike, frames: int = 32, strategy: str = "max_mean",
+                      max_duration_s: float = 600.0, progress: Callable[[float, str], None] | None = None,
+                      detect_batch: int = 8) -> Result:
+        res = self._base(str(path), "video")
+        res.strategy = strategy
+        if strategy not in video.STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
+        try:
+            if progress:
+                progress(0.0, "decoding frames")
+            info, decoded = video.read_frames(path, n=frames, max_duration_s=max_duration_s)
+        except MediaError as e:
+            res.error = str(e)
+            return res
+        res.video_info = {"frame_count": info.frame_count, "fps": round(info.fps, 3), "width": info.width,
+                          "height": info.height, "rotation": info.rotation, "duration_s": round(info.duration_s, 3),
+                          "sampled_frames": len(decoded)}
+        res.height, res.width = decoded[0][1].shape[:2]
+        per_frame: list[list[Face]] = []
+        done = 0
+        for chunk in video.iter_batches(decoded, detect_batch):
+            per_frame.extend(self.extractor.detect_batch([f for _, f in chunk]))
+            done += len(chunk)
+            if progress:
+                progress(0.9 * done / len(decoded), f"detecting faces: frame {done}/{len(decoded)}")
+        flat = [f for faces in per_frame for f in faces]
+        scores = self.score_crops([f.crop for f in flat]) if flat else np.zeros(0)
+        track_ids = video.link_tracks([[f.box for f in faces] for faces in per_frame])
+        k = 0
+        fps = info.fps or 25.0
+        tracks: dict[int, list[tuple[int, float]]] = {}
+        best = (-1.0, 0)
+        for (idx, frame), faces, tids in zip(decoded, per_frame, track_ids):
+            frs = []
+            for f, tid in zip(faces, tids):
+                s = float(scores[k])
+                k += 1
+                frs.append(self._face_result(f, s, frame=idx, track=tid))
+                tracks.setdefault(tid, []).append((idx, s))
+                if s > best[0]:
+                    best = (s, len(res.frames))
+            res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
+        for tid, items in sorted(tracks.items()):
+            ts = [s for _, s in items]
+            tscore = video.aggregate([[s] for s in ts], strategy)
+            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=ts, score=float(tscore),
+                                          label=self.label_for(tscore)))
+        res.score = video.aggregate([[f.score for f in fr.faces] for fr in res.frames], strategy)
+        res.label = self.label_for(res.score)
+        res.image = decoded[best[1]][1] if res.frames else None
+        if progress:
+            progress(1.0, "done")
+        return res
+
+    # ---- dispatch
+    def analyze(self, path: str | os.PathLike, frames: int = 32, strategy: str = "max_mean",
+                progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
+        """Analyse any file; every user-input problem is returned in ``result.error``, never raised."""
+        name = display_name or str(path)
+        try:
+            kind = media.kind_of(path)
+        except MediaError as e:
+            res = self._base(name, "unknown")
+            res.error = str(e)
+            return res
+        try:
+            media.check_file(path)
+            if kind == "image":
+                res = self.analyze_image(path)
+            else:
+                res = self.analyze_video(path, frames=frames, strategy=strategy, progress=progress)
+        except MediaError as e:
+            res = self._base(name, kind)
+            res.error = str(e)
+        except (OSError, MemoryError) as e:
+            res = self._base(name, kind)
+            res.error = f"could not read file: {type(e).__name__}: {e}".splitlines()[0]
+        res.path = name
+        return res
+
+    # ---- explanations
+    def explain(self, crop: np.ndarray, target: str = "fake") -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM for one face crop: (heat map in [0, 1], S x S; overlay RGB uint8)."""
+        from model import gradcam
+
+        if self._gradcam is None:
+            self._gradcam = gradcam.make_gradcam_fn(self.model)
+        c = np.asarray(crop)
+        if c.shape[:2] != (self.input_size, self.input_size):
+            import cv2
+
+            c = cv2.resize(c, (self.input_size, self.input_size))
+        cam = self._gradcam(c[None].astype(np.float32), target)[0]
+        heat = gradcam.normalize_cam(cam, self.input_size)
+        return heat, gradcam.overlay(c.astype(np.uint8), heat)

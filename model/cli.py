@@ -1,0 +1,130 @@
+"""Command line: ``python -m model predict PATH [PATH ...]``, ``python -m model explain IMAGE``, ``python -m model info``."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from model import media
+
+EPILOG = "Scores are P(fake) in [0, 1]; label is fake/real at the model's threshold, unknown without a face."
+
+
+def _expand(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            for f in sorted(pp.rglob("*")):
+                if f.is_file() and f.suffix.lower() in media.IMAGE_EXTS | media.VIDEO_EXTS:
+                    out.append(str(f))
+        else:
+            out.append(p)  # missing files become an error row
+    return out
+
+
+def _load_detector(model_dir: str | None):
+    from model.api import Detector, default_model_dir
+
+    d = Path(model_dir) if model_dir else default_model_dir()
+    if (d / "detector.keras").is_file():
+        det = Detector.load(d)
+    elif model_dir:
+        raise SystemExit(f"error: no detector.keras in {d}")
+    else:
+        print(f"warning: no bundled model at {d}; using an UNTRAINED network", file=sys.stderr)
+        det = Detector.untrained()
+    print(f"using {det.describe()}", file=sys.stderr)
+    if not det.trained:
+        print("warning: this model is untrained: labels are 'unknown' and scores are not a verdict", file=sys.stderr)
+    return det
+
+
+def cmd_predict(args) -> int:
+    files = _expand(args.paths)
+    if not files:
+        print("error: no image or video files found", file=sys.stderr)
+        return 2
+    det = _load_detector(args.model)
+    results = []
+    for i, f in enumerate(files, 1):
+        if not args.quiet:
+            print(f"[{i}/{len(files)}] {f}", file=sys.stderr, flush=True)
+        res = det.analyze(f, frames=args.frames, strategy=args.strategy)
+        results.append(res)
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        if args.format == "json":
+            json.dump([r.to_dict() for r in results], out, indent=2)
+            out.write("\n")
+        else:
+            from model.api import CSV_COLUMNS
+
+            w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            w.writeheader()
+            for r in results:
+                w.writerow(r.csv_row())
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from PIL import Image
+
+    det = _load_detector(args.model)
+    res = det.analyze_image(args.image)
+    if res.error:
+        print(f"error: {res.error}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(res.face_results):
+        _, over = det.explain(f.crop)
+        p = out / f"{Path(args.image).stem}_face{i}_gradcam.png"
+        Image.fromarray(over).save(p)
+        print(f"{p}\tscore={f.score:.4f}\tlabel={f.label}")
+    if not res.face_results:
+        print("no face found", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    det = _load_detector(args.model)
+    print(json.dumps(det.card.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m model", description="DeepFake-Detect inference.", epilog=EPILOG)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("predict", help="score images, videos and folders", epilog=EPILOG)
+    p.add_argument("paths", nargs="+", help="image files, video files or folders (searched recursively)")
+    p.add_argument("--model", help="model folder (default: $DEEPFAKE_MODEL or the bundled sample model)")
+    p.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    p.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean",
+                   help="video aggregation (default max_mean: max over faces per frame, mean over frames)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--output", help="write results to this file instead of stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_predict)
+    e = sub.add_parser("explain", help="write Grad-CAM overlays for each face of an image")
+    e.add_argument("image")
+    e.add_argument("--model")
+    e.add_argument("--out", default="gradcam_out")
+    e.set_defaults(func=cmd_explain)
+    i = sub.add_parser("info", help="print the model card")
+    i.add_argument("--model")
+    i.set_defaults(func=cmd_info)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "frames", 1) is not None and getattr(args, "frames", 1) < 1:
+        print("error: --frames must be at least 1", file=sys.stderr)
+        return 2
+    return args.func(args)

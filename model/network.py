@@ -1,0 +1,219 @@
+"""Detector network factory, model card and safe save/load.
+
+Every detector is ONE flat functional Keras graph:
+
+    raw RGB pixels 0-255 -> backbone (... -> ``top_activation``) -> global average pooling
+    -> Dense 512 ReLU -> Dropout -> Dense 128 ReLU -> Dense 1 (``logit``) -> sigmoid (``p_fake``)
+
+so Grad-CAM can reach ``top_activation`` and the pre-sigmoid ``logit`` directly, and the
+output is P(fake) in [0, 1].
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from model import __version__  # noqa: E402
+
+MODEL_FILE = "detector.keras"
+CARD_FILE = "model_card.json"
+LAST_CONV = "top_activation"
+LOGIT = "logit"
+
+_APPS: dict[str, Callable[..., keras.Model]] = {
+    "efficientnet_b0": keras.applications.EfficientNetB0,
+    "efficientnet_b1": keras.applications.EfficientNetB1,
+    "efficientnet_b2": keras.applications.EfficientNetB2,
+    "efficientnet_b3": keras.applications.EfficientNetB3,
+    "efficientnet_b4": keras.applications.EfficientNetB4,
+    "efficientnet_b5": keras.applications.EfficientNetB5,
+    "efficientnet_b6": keras.applications.EfficientNetB6,
+    "efficientnet_b7": keras.applications.EfficientNetB7,
+    "efficientnetv2_b0": keras.applications.EfficientNetV2B0,
+    "efficientnetv2_b1": keras.applications.EfficientNetV2B1,
+    "efficientnetv2_b2": keras.applications.EfficientNetV2B2,
+    "efficientnetv2_b3": keras.applications.EfficientNetV2B3,
+}
+BACKBONES: tuple[str, ...] = tuple(_APPS) + ("efficientnet_lite0",)
+
+
+# --------------------------------------------------------------------------- EfficientNet-Lite0
+# (expand ratio, kernel, stride, in channels, out channels, repeats) -- same stages as B0;
+# Lite drops squeeze-excite, uses ReLU6 and keeps the stem (32) and head (1280) fixed.
+LITE0_STAGES = (
+    (1, 3, 1, 32, 16, 1),
+    (6, 3, 2, 16, 24, 2),
+    (6, 5, 2, 24, 40, 2),
+    (6, 3, 2, 40, 80, 3),
+    (6, 5, 1, 80, 112, 3),
+    (6, 5, 2, 112, 192, 4),
+    (6, 3, 1, 192, 320, 1),
+)
+# ImageNet normalisation of the PyTorch Lite0 weights (torchvision mean/std, in 0-255 units).
+LITE0_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+LITE0_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+BN_EPS = 1e-3
+
+
+def lite0_block_specs() -> list[tuple[int, int, int, int, int]]:
+    """One (expand, kernel, stride, in, out) tuple per block, in weight order (16 blocks)."""
+    specs = []
+    for expand, k, s, cin, cout, reps in LITE0_STAGES:
+        for r in range(reps):
+            specs.append((expand, k, s if r == 0 else 1, cin if r == 0 else cout, cout))
+    return specs
+
+
+def _lite0_features(inp: keras.KerasTensor) -> keras.KerasTensor:
+    mean = [m for m in LITE0_MEAN]
+    var = [s * s for s in LITE0_STD]
+    x = layers.Normalization(mean=mean, variance=var, name="lite0_normalize")(inp)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPS, name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_activation")(x)
+    for i, (expand, k, s, cin, cout) in enumerate(lite0_block_specs()):
+        p = f"block{i:02d}_"
+        shortcut = x
+        if expand != 1:
+            x = layers.Conv2D(cin * expand, 1, padding="same", use_bias=False, name=p + "expand_conv")(x)
+            x = layers.BatchNormalization(epsilon=BN_EPS, name=p + "expand_bn")(x)
+            x = layers.ReLU(6.0, name=p + "expand_activation")(x)
+        x = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False, name=p + "dwconv")(x)
+        x = layers.BatchNormalization(epsilon=BN_EPS, name=p + "bn")(x)
+        x = layers.ReLU(6.0, name=p + "activation")(x)
+        x = layers.Conv2D(cout, 1, padding="same", use_bias=False, name=p + "project_conv")(x)
+        x = layers.BatchNormalization(epsilon=BN_EPS, name=p + "project_bn")(x)
+        if s == 1 and cin == cout:
+            x = layers.Add(name=p + "add")([x, shortcut])
+    x = layers.Conv2D(1280, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = layers.BatchNormalization(epsilon=BN_EPS, name="top_bn")(x)
+    return layers.ReLU(6.0, name=LAST_CONV)(x)
+
+
+def build_lite0_classifier(input_size: int = 224) -> keras.Model:
+    """Lite0 with its 1000-class ImageNet head (used to verify converted weights)."""
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    x = _lite0_features(inp)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    out = layers.Dense(1000, name="predictions")(x)  # logits
+    return keras.Model(inp, out, name="efficientnet_lite0_imagenet")
+
+
+# --------------------------------------------------------------------------- the detector
+def build_detector(
+    backbone: str = "efficientnet_b0",
+    input_size: int = 128,
+    weights: str | None = None,
+    dropout: float = 0.3,
+    dense_units: tuple[int, int] = (512, 128),
+) -> keras.Model:
+    """Build a detector: flat functional graph, raw 0-255 RGB in, P(fake) out.
+
+    ``weights``: None (random init), ``"imagenet"`` (keras.applications download; needs internet),
+    or for ``efficientnet_lite0`` a path to converted ImageNet weights (``python -m training convert-lite0``).
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
+    if input_size < 32:
+        raise ValueError("input_size must be at least 32 pixels")
+    inp = keras.Input((input_size, input_size, 3), name="image")
+    if backbone == "efficientnet_lite0":
+        feats = _lite0_features(inp)
+        if weights == "imagenet":
+            raise ValueError("efficientnet_lite0 has no download; pass the converted weights file path")
+    else:
+        if weights not in (None, "imagenet"):
+            raise ValueError("weights must be None or 'imagenet' for keras.applications backbones")
+        bb = _APPS[backbone](include_top=False, weights=weights, input_tensor=inp)
+        feats = bb.output
+    x = layers.GlobalAveragePooling2D(name="head_pool")(feats)
+    x = layers.Dense(dense_units[0], activation="relu", name="head_dense1")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(dense_units[1], activation="relu", name="head_dense2")(x)
+    x = layers.Dense(1, name=LOGIT)(x)
+    out = layers.Activation("sigmoid", name="p_fake", dtype="float32")(x)
+    model = keras.Model(inp, out, name=f"detector_{backbone}")
+    if backbone == "efficientnet_lite0" and weights:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def load_backbone_weights(model: keras.Model, path: str | os.PathLike) -> int:
+    """Copy converted Lite0 weights (``.weights.npz`` by layer name) into matching layers."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        groups: dict[str, list[tuple[int, Any]]] = {}
+        for key in data.files:
+            name, idx = key.rsplit("/", 1)
+            groups.setdefault(name, []).append((int(idx), data[key]))
+    copied = 0
+    for layer in model.layers:
+        if layer.name in groups:
+            arrays = [a for _, a in sorted(groups[layer.name], key=lambda t: t[0])]
+            layer.set_weights(arrays)
+            copied += 1
+    if copied == 0:
+        raise ValueError(f"{path}: no layer of the model matched the weights file")
+    return copied
+
+
+# --------------------------------------------------------------------------- model card
+@dataclasses.dataclass
+class ModelCard:
+    backbone: str
+    input_size: int
+    face_margin: float = 0.3
+    threshold: float = 0.5
+    trained: bool = False
+    trained_on: str = "nothing (random initialisation)"
+    pretrained_from: str | None = None
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run: str | None = None
+    created: str = dataclasses.field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    package_version: str = __version__
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelCard":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def save_detector(model: keras.Model, card: ModelCard, directory: str | os.PathLike) -> Path:
+    """Write ``detector.keras`` and ``model_card.json`` atomically (temp file then rename)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    tmp = d / (MODEL_FILE + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, d / MODEL_FILE)
+    tmpc = d / (CARD_FILE + ".tmp")
+    tmpc.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    os.replace(tmpc, d / CARD_FILE)
+    return d
+
+
+def load_detector(directory: str | os.PathLike) -> tuple[keras.Model, ModelCard]:
+    """Load a saved detector folder with Keras ``safe_mode=True`` (no arbitrary code)."""
+    d = Path(directory)
+    mf, cf = d / MODEL_FILE, d / CARD_FILE
+    if not mf.is_file():
+        raise FileNotFoundError(f"no {MODEL_FILE} in {d}")
+    model = keras.models.load_model(mf, compile=False, safe_mode=True)
+    if cf.is_file():
+        card = ModelCard.from_dict(json.loads(cf.read_text()))
+    else:
+        card = ModelCard(backbone="unknown", input_size=int(model.input_shape[1]), notes="no model card found")
+    return model, card
