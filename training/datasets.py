@@ -1,0 +1,311 @@
+"""Dataset indexers: each public dataset's own layout -> one table.
+
+Columns of every index (a pandas DataFrame, stored as CSV):
+
+    path         absolute path of the video or image
+    dataset      ffpp | dfd | celebdf | dfdc | timit | folder | utkface
+    media        video | image
+    label        0 real, 1 fake
+    method       manipulation method ("real" for originals)
+    compression  c0/c23/c40 (FF++), hq/lq (TIMIT), "" when unknown
+    group        identity group: every video sharing a person (as target or source) has the same group
+    split        train | val | test from the dataset's official split, or "" (assigned later by group)
+    age, gender, race   only for face-attribute datasets (UTKFace); -1 when unknown
+
+Missing optional parts (metadata files, split files) are logged and skipped; a layout with no media at all
+raises :class:`DatasetError`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+import pandas as pd
+
+from model.media import IMAGE_EXTS, VIDEO_EXTS
+
+log = logging.getLogger(__name__)
+COLUMNS = ["path", "dataset", "media", "label", "method", "compression", "group", "split", "age", "gender", "race"]
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
+
+
+class DatasetError(ValueError):
+    pass
+
+
+class _UnionFind:
+    def __init__(self):
+        self.p: dict[str, str] = {}
+
+    def find(self, a: str) -> str:
+        self.p.setdefault(a, a)
+        while self.p[a] != a:
+            self.p[a] = self.p[self.p[a]]
+            a = self.p[a]
+        return a
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.p[max(ra, rb)] = min(ra, rb)
+
+
+def _files(folder: Path, exts: set[str]) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+
+
+def _frame(rows: list[dict], what: str) -> pd.DataFrame:
+    if not rows:
+        raise DatasetError(f"{what}: no videos or images found")
+    df = pd.DataFrame(rows)
+    for c in COLUMNS:
+        if c not in df:
+            df[c] = -1 if c in ("age", "gender", "race") else ""
+    return df[COLUMNS].sort_values("path").reset_index(drop=True)
+
+
+def _groups(rows: list[dict], ids_of: Callable[[dict], Iterable[str]]) -> None:
+    """Fill ``group`` as the connected component of the identities each row involves."""
+    uf = _UnionFind()
+    for r in rows:
+        ids = list(ids_of(r))
+        for i in ids[1:]:
+            uf.union(ids[0], i)
+    for r in rows:
+        r["group"] = uf.find(next(iter(ids_of(r))))
+
+
+# --------------------------------------------------------------------------- FaceForensics++ and Google DFD
+def index_ffpp(root: str | Path) -> pd.DataFrame:
+    """FF++ layout (``original_sequences/{youtube,actors}/<c>/videos``, ``manipulated_sequences/<m>/<c>/videos``).
+
+    Fakes are ``target_source.mp4`` (DFD fakes: ``01_02__scene__ID.mp4``). ``actors`` and
+    ``DeepFakeDetection`` form the Google DFD dataset. Official ``splits/{train,val,test}.json`` are used
+    when present (lists of [target, source] pairs).
+    """
+    root = Path(root)
+    rows = []
+    for src in ("youtube", "actors"):
+        base = root / "original_sequences" / src
+        if not base.is_dir():
+            continue
+        for cdir in sorted(base.iterdir()):
+            for f in _files(cdir / "videos", VIDEO_EXTS):
+                ids = [("dfd:" + f.stem.split("__")[0]) if src == "actors" else ("ffpp:" + f.stem)]
+                rows.append(dict(path=str(f.resolve()), dataset="dfd" if src == "actors" else "ffpp", media="video",
+                                 label=0, method="real", compression=cdir.name, _ids=ids, _vid=f.stem))
+    mbase = root / "manipulated_sequences"
+    if mbase.is_dir():
+        for mdir in sorted(mbase.iterdir()):
+            if not mdir.is_dir():
+                continue
+            for cdir in sorted(mdir.iterdir()):
+                for f in _files(cdir / "videos", VIDEO_EXTS):
+                    if mdir.name == "DeepFakeDetection":
+                        pair = f.stem.split("__")[0].split("_")
+                        ids, ds = ["dfd:" + p for p in pair], "dfd"
+                    else:
+                        pair = f.stem.split("_")
+                        ids, ds = ["ffpp:" + p for p in pair], "ffpp"
+                    rows.append(dict(path=str(f.resolve()), dataset=ds, media="video", label=1, method=mdir.name,
+                                     compression=cdir.name, _ids=ids, _vid=f.stem))
+    _groups(rows, lambda r: r["_ids"])
+    # official splits
+    sdir = root / "splits"
+    split_of: dict[str, str] = {}
+    if sdir.is_dir():
+        for name in ("train", "val", "test"):
+            sf = sdir / f"{name}.json"
+            if not sf.is_file():
+                log.warning("FF++ split file missing: %s", sf)
+                continue
+            for pair in json.loads(sf.read_text()):
+                for p in pair:
+                    split_of["ffpp:" + str(p)] = name
+    for r in rows:
+        r["split"] = next((split_of[i] for i in r["_ids"] if i in split_of), "") if r["dataset"] == "ffpp" else ""
+        r["group"] = r["group"]
+    for r in rows:
+        del r["_ids"], r["_vid"]
+    return _frame(rows, f"FaceForensics++ at {root}")
+
+
+# --------------------------------------------------------------------------- Celeb-DF
+def index_celebdf(root: str | Path) -> pd.DataFrame:
+    """Celeb-DF v1/v2: ``Celeb-real/idX_NNNN``, ``YouTube-real/NNNNN``, ``Celeb-synthesis/idX_idY_NNNN`` and
+    ``List_of_testing_videos.txt`` (lines ``<1 real|0 fake> <folder/file>``); listed videos are test."""
+    root = Path(root)
+    rows = []
+    for folder, label, method in (("Celeb-real", 0, "real"), ("YouTube-real", 0, "real"), ("Celeb-synthesis", 1, "celebdf_synthesis")):
+        for f in _files(root / folder, VIDEO_EXTS):
+            parts = f.stem.split("_")
+            if folder == "Celeb-real":
+                ids = ["celeb:" + parts[0]]
+            elif folder == "YouTube-real":
+                ids = ["yt:" + f.stem]
+            else:
+                ids = ["celeb:" + parts[0], "celeb:" + parts[1]] if len(parts) >= 3 else ["celeb:" + parts[0]]
+            rows.append(dict(path=str(f.resolve()), dataset="celebdf", media="video", label=label, method=method,
+                             compression="", _ids=ids, _rel=f"{folder}/{f.name}"))
+    _groups(rows, lambda r: r["_ids"])
+    test_list = root / "List_of_testing_videos.txt"
+    tests: set[str] = set()
+    if test_list.is_file():
+        for line in test_list.read_text().splitlines():
+            bits = line.split()
+            if len(bits) == 2:
+                tests.add(bits[1])
+    else:
+        log.warning("Celeb-DF: %s missing; no official split", test_list)
+    for r in rows:
+        r["split"] = ("test" if r["_rel"] in tests else "train") if tests else ""
+        del r["_ids"], r["_rel"]
+    return _frame(rows, f"Celeb-DF at {root}")
+
+
+# --------------------------------------------------------------------------- DFDC
+def index_dfdc(root: str | Path) -> pd.DataFrame:
+    """DFDC training parts: ``dfdc_train_part_*/metadata.json`` maps file -> label (REAL/FAKE) and original.
+    A part without a readable metadata.json is logged and skipped."""
+    root = Path(root)
+    parts = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if (root / "metadata.json").is_file():
+        parts = [root] + parts
+    rows = []
+    for part in parts:
+        mf = part / "metadata.json"
+        if not mf.is_file():
+            log.warning("DFDC: %s has no metadata.json; skipped", part)
+            continue
+        try:
+            meta = json.loads(mf.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            log.warning("DFDC: %s unreadable (%s); skipped", mf, e)
+            continue
+        for name, m in sorted(meta.items()):
+            f = part / name
+            if not f.is_file():
+                continue
+            fake = str(m.get("label", "")).upper() == "FAKE"
+            orig = m.get("original") or name
+            rows.append(dict(path=str(f.resolve()), dataset="dfdc", media="video", label=int(fake),
+                             method="dfdc_fake" if fake else "real", compression="",
+                             group="dfdc:" + Path(orig).stem, split=""))
+    return _frame(rows, f"DFDC at {root}")
+
+
+# --------------------------------------------------------------------------- DeepFake-TIMIT
+def index_timit(root: str | Path) -> pd.DataFrame:
+    """DeepfakeTIMIT: ``higher_quality/<subject>/*``, ``lower_quality/<subject>/*`` fakes; VidTIMIT reals as
+    videos under ``vidtimit/<subject>/``. The group is the subject (the faked target)."""
+    root = Path(root)
+    rows = []
+    for q, comp in (("higher_quality", "hq"), ("lower_quality", "lq")):
+        for f in _files(root / q, VIDEO_EXTS):
+            subject = f.relative_to(root / q).parts[0]
+            rows.append(dict(path=str(f.resolve()), dataset="timit", media="video", label=1, method="timit_faceswap",
+                             compression=comp, group="timit:" + subject, split=""))
+    for f in _files(root / "vidtimit", VIDEO_EXTS):
+        subject = f.relative_to(root / "vidtimit").parts[0]
+        rows.append(dict(path=str(f.resolve()), dataset="timit", media="video", label=0, method="real",
+                         compression="", group="timit:" + subject, split=""))
+    return _frame(rows, f"DeepFake-TIMIT at {root}")
+
+
+# --------------------------------------------------------------------------- generic and face-attribute folders
+def index_folder(root: str | Path, name: str = "folder") -> pd.DataFrame:
+    """``real/`` and ``fake/`` folders of images or videos. A sub-folder directly under real/ or fake/ is
+    the identity group (``real/alice/*.jpg``); loose files are their own group."""
+    root = Path(root)
+    rows = []
+    for sub, label in (("real", 0), ("fake", 1)):
+        for f in _files(root / sub, IMAGE_EXTS | VIDEO_EXTS):
+            rel = f.relative_to(root / sub).parts
+            group = rel[0] if len(rel) > 1 else f.stem
+            rows.append(dict(path=str(f.resolve()), dataset=name, media="image" if f.suffix.lower() in IMAGE_EXTS else "video",
+                             label=label, method="real" if label == 0 else "fake", compression="",
+                             group=f"{name}:{group}", split=""))
+    return _frame(rows, f"real/fake folder at {root}")
+
+
+_UTK = re.compile(r"^(\d+)_(\d*)_?(\d)?_")
+
+
+def index_utkface(root: str | Path) -> pd.DataFrame:
+    """UTKFace (``age_gender_race_date.jpg``): real faces with attributes; each file its own group."""
+    root = Path(root)
+    rows = []
+    for f in _files(root, IMAGE_EXTS):
+        parts = f.name.split("_")
+        try:
+            age = int(parts[0])
+        except ValueError:
+            age = -1
+        gender = int(parts[1]) if len(parts) > 3 and parts[1] in ("0", "1") else -1
+        race = int(parts[2]) if len(parts) > 3 and parts[2].isdigit() else -1
+        if len(parts) == 3:  # files missing the gender field: age_race_date
+            race = int(parts[1]) if parts[1].isdigit() else -1
+        rows.append(dict(path=str(f.resolve()), dataset="utkface", media="image", label=0, method="real",
+                         compression="", group="utk:" + f.name.split(".")[0], split="", age=age, gender=gender, race=race))
+    return _frame(rows, f"UTKFace at {root}")
+
+
+INDEXERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc,
+    "timit": index_timit, "folder": index_folder, "utkface": index_utkface,
+}
+
+
+def index_dataset(kind: str, root: str | Path) -> pd.DataFrame:
+    if kind not in INDEXERS:
+        raise DatasetError(f"unknown dataset kind {kind!r}; choose one of {', '.join(INDEXERS)}")
+    if not Path(root).is_dir():
+        raise DatasetError(f"{kind}: folder not found: {root}")
+    df = INDEXERS[kind](root)
+    if kind == "dfd":
+        df = df[df["dataset"] == "dfd"].reset_index(drop=True)
+    return df
+
+
+# --------------------------------------------------------------------------- splits
+def _h(seed: int, s: str) -> int:
+    return int(hashlib.sha1(f"{seed}:{s}".encode()).hexdigest()[:12], 16)
+
+
+def assign_splits(df: pd.DataFrame, val: float = 0.15, test: float = 0.2, seed: int = 0,
+                  val_groups: Iterable[str] = (), test_groups: Iterable[str] = ()) -> pd.DataFrame:
+    """Fill empty ``split`` cells by identity group: no group is ever in two splits.
+
+    Explicit ``val_groups`` / ``test_groups`` win; the rest are ordered by a seeded hash and filled so each
+    split gets about its fraction of rows.
+    """
+    df = df.copy()
+    val_groups, test_groups = set(val_groups), set(test_groups)
+    todo = df["split"].fillna("") == ""
+    df.loc[todo & df["group"].isin(test_groups), "split"] = "test"
+    df.loc[todo & df["group"].isin(val_groups), "split"] = "val"
+    todo = df["split"].fillna("") == ""
+    sizes = df[todo].groupby("group").size()
+    total = int(sizes.sum())
+    quota = {"test": test * total, "val": val * total}
+    got = {"test": 0, "val": 0}
+    for g in sorted(sizes.index, key=lambda g: _h(seed, g)):
+        n = int(sizes[g])
+        target = next((s for s in ("test", "val") if got[s] + n / 2 <= quota[s]), "train")
+        if target != "train":
+            got[target] += n
+        df.loc[todo & (df["group"] == g), "split"] = target
+    return df
+
+
+def check_no_leak(df: pd.DataFrame) -> None:
+    per = df.groupby("group")["split"].nunique()
+    bad = per[per > 1]
+    if len(bad):
+        raise DatasetError(f"identity groups in more than one split: {', '.join(map(str, bad.index[:5]))}")
