@@ -1,0 +1,165 @@
+"""prepare -> train -> evaluate end to end at tiny scale (64 px, 2 epochs, 4 frames) on a generated layout."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import face_frames, write_video
+
+PERSONS = ["p0", "p1", "p2", "p3"]
+
+
+def _fake(frame: np.ndarray) -> np.ndarray:
+    """A crude 'manipulation': the face region smoothed and tinted (learnable at tiny scale)."""
+    f = frame.copy()
+    region = f[40:200]
+    f[40:200] = np.clip(cv2.GaussianBlur(region, (9, 9), 4).astype(int) + [30, -10, -10], 0, 255).astype(np.uint8)
+    return f
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("layout")
+    for i, p in enumerate(PERSONS):
+        frames = face_frames(np.clip(astronaut * (0.8 + 0.1 * i) + 5 * i, 0, 255).astype(np.uint8), n=12)
+        (root / "real" / p).mkdir(parents=True)
+        (root / "fake" / p).mkdir(parents=True)
+        write_video(root / "real" / p / f"{p}.mp4", frames)
+        write_video(root / "fake" / p / f"{p}_swap.mp4", [_fake(f) for f in frames])
+    (root / "fake" / "p0" / "corrupt.mp4").write_text("corrupt video bytes")
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(layout, tmp_path_factory):
+    from training import datasets, prepare
+
+    df = datasets.index_dataset("folder", layout)
+    out = tmp_path_factory.mktemp("prep") / "p"
+    crops = prepare.prepare(df, out, size=64, frames=4, progress=False)
+    return out, crops
+
+
+def _config(tmp_path: Path, prepared_dir: Path, **train) -> Path:
+    tr = {"batch_size": 8, "epochs": 2, "steps_per_epoch": 3, "learning_rate": 1e-3, "early_stopping_patience": 0}
+    tr.update(train)
+    text = textwrap.dedent(f"""
+        name = "tiny"
+        seed = 1
+        [model]
+        backbone = "efficientnet_b0"
+        input_size = 64
+        [data]
+        prepared = ["{prepared_dir}"]
+        val_groups = ["folder:p2"]
+        test_groups = ["folder:p3"]
+        [train]
+    """) + "\n".join(f"{k} = {json.dumps(v)}" for k, v in tr.items()) + "\n"
+    p = tmp_path / "tiny.toml"
+    p.write_text(text)
+    return p
+
+
+def test_prepare_output_and_corrupt_video_logged(prepared):
+    out, crops = prepared
+    assert set(crops["label"]) == {0, 1}
+    assert crops.groupby("video").size().max() <= 4
+    assert all((out / c).is_file() for c in crops["crop"])
+    img = cv2.imread(str(out / crops["crop"].iloc[0]))
+    assert img.shape == (64, 64, 3)
+    kps = json.loads(crops["kps"].iloc[0])
+    assert len(kps) == 10 and all(0 <= v <= 64 for v in kps)
+    errs = pd.read_csv(out / "errors.csv")
+    assert len(errs) == 1 and "corrupt" in errs["video"].iloc[0]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_prepare_is_resumable(prepared, layout):
+    from training import datasets, prepare
+
+    out, crops = prepared
+    before = {p: p.stat().st_mtime_ns for p in (out / "items").glob("*.json")}
+    victim = sorted(before)[0]
+    victim.unlink()  # as if killed while this item was in flight
+    again = prepare.prepare(datasets.index_dataset("folder", layout), out, size=64, frames=4, progress=False)
+    after = {p: p.stat().st_mtime_ns for p in (out / "items").glob("*.json")}
+    assert len(again) == len(crops)
+    assert victim in after and all(after[p] == t for p, t in before.items() if p != victim)
+    with pytest.raises(ValueError, match="prepared with"):
+        prepare.prepare(datasets.index_dataset("folder", layout), out, size=96, frames=4, progress=False)
+
+
+def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
+    import keras
+
+    from training import evaluate, train
+
+    out, _ = prepared
+    cfg = _config(tmp_path, out)
+    run = tmp_path / "run"
+
+    # first attempt is "killed" after epoch 1
+    real_cbs = train._callbacks
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(train, "_callbacks", lambda *a, **k: real_cbs(*a, **k) + [Kill()])
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg, run_dir=run)
+    assert len(pd.read_csv(run / "history.csv")) == 1
+    assert not (run / "model" / "detector.keras").exists()  # nothing half-written looks complete
+    monkeypatch.setattr(train, "_callbacks", real_cbs)
+    train.train(cfg, run_dir=run)  # resumes at epoch 2
+    hist = pd.read_csv(run / "history.csv")
+    assert list(hist["epoch"]) == [0, 1]
+    assert {"loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy"} <= set(hist.columns)
+    card = json.loads((run / "model" / "model_card.json").read_text())
+    assert card["trained"] and 0 <= card["threshold"] <= 1 and card["input_size"] == 64
+
+    summary = evaluate.evaluate_run(run)
+    assert "frame AUC" in summary
+    ev = run / "evaluation"
+    m = json.loads((ev / "metrics.json").read_text())
+    pred = pd.read_csv(ev / "predictions.csv")
+    assert set(pred["group"]) == {"folder:p3"}  # only the held-out identity group is evaluated
+    assert m["n_frame"] == len(pred) and m["frame"]["n_real"] + m["frame"]["n_fake"] == len(pred)
+    c = m["confusion_frame"]
+    assert c["tn"] + c["fp"] + c["fn"] + c["tp"] == len(pred)
+    from sklearn.metrics import roc_auc_score
+
+    assert m["frame"]["auc"] == pytest.approx(roc_auc_score(pred["label"], pred["score"]), abs=1e-6)
+    for f in ("roc_frame.csv", "pr_frame.csv", "video_predictions.csv", "calibration.csv"):
+        assert (ev / f).is_file()
+    assert len(pd.read_csv(ev / "video_predictions.csv")) == 2
+    card = json.loads((run / "model" / "model_card.json").read_text())
+    assert card["metrics"]["test_frame_auc"] == m["frame"]["auc"]
+
+
+def test_unknown_config_key_rejected(tmp_path, prepared):
+    from training import config
+
+    p = _config(tmp_path, prepared[0])
+    p.write_text(p.read_text() + "learning_rat = 0.1\n")
+    with pytest.raises(config.ConfigError, match="unknown key.*learning_rat"):
+        config.load(p)
+    p.write_text('name = "x"\nbogus = 1\n')
+    with pytest.raises(config.ConfigError, match="bogus"):
+        config.load(p)
+
+
+def test_train_cli_reports_config_errors(tmp_path, capsys):
+    from training.cli import main
+
+    p = tmp_path / "bad.toml"
+    p.write_text('name = "x"\n[model]\nbackbone = "vgg"\n')
+    assert main(["train", str(p)]) == 2
+    assert "backbone" in capsys.readouterr().err
