@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -93,6 +94,7 @@ class Result:
     tracks: list[TrackResult] = dataclasses.field(default_factory=list)  # video tracks
     strategy: str | None = None
     video_info: dict[str, Any] | None = None
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
 
     @property
@@ -117,6 +119,7 @@ class Result:
             d.update(width=self.width, height=self.height, face_results=[f.to_dict() for f in self.face_results])
         else:
             d.update(strategy=self.strategy, video_info=self.video_info,
+                     timings={k: round(v, 4) for k, v in self.timings.items()},
                      tracks=[t.to_dict() for t in self.tracks], frames=[f.to_dict() for f in self.frames])
         return d
 
@@ -145,6 +148,12 @@ class Detector:
         spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[spec])
         self._gradcam = None
+        # Videos: detect on frames downscaled to <= 640 px with faces >= 40 px (about 4x faster on 720p than
+        # full resolution; smaller faces are too small for a reliable verdict anyway).
+        e = self.extractor
+        self.video_extractor = FaceExtractor(crop_size=e.crop_size, margin=e.margin, min_confidence=e.min_confidence,
+                                             min_face_size=max(e.min_face_size, 40), max_faces=e.max_faces,
+                                             max_side=min(e.max_side, 640))
 
     # ---- construction
     @classmethod
@@ -236,7 +245,9 @@ class Detector:
         try:
             if progress:
                 progress(0.0, "decoding frames")
+            t0 = time.perf_counter()
             info, decoded = video.read_frames(path, n=frames, max_duration_s=max_duration_s)
+            res.timings["decode_s"] = time.perf_counter() - t0
         except MediaError as e:
             res.error = str(e)
             return res
@@ -246,13 +257,17 @@ class Detector:
         res.height, res.width = decoded[0][1].shape[:2]
         per_frame: list[list[Face]] = []
         done = 0
+        t0 = time.perf_counter()
         for chunk in video.iter_batches(decoded, detect_batch):
-            per_frame.extend(self.extractor.detect_batch([f for _, f in chunk]))
+            per_frame.extend(self.video_extractor.detect_batch([f for _, f in chunk]))
             done += len(chunk)
             if progress:
                 progress(0.9 * done / len(decoded), f"detecting faces: frame {done}/{len(decoded)}")
+        res.timings["detect_s"] = time.perf_counter() - t0
         flat = [f for faces in per_frame for f in faces]
+        t0 = time.perf_counter()
         scores = self.score_crops([f.crop for f in flat]) if flat else np.zeros(0)
+        res.timings["classify_s"] = time.perf_counter() - t0
         track_ids = video.link_tracks([[f.box for f in faces] for faces in per_frame])
         k = 0
         fps = info.fps or 25.0

@@ -104,8 +104,11 @@ class FaceExtractor:
         return faces[: self.max_faces]
 
     def _prep(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        # Downscale so that the smallest wanted face is 20 px for MTCNN (its pyramid starts there) and the
+        # longer side is at most max_side. (mtcnn 1.0 misses large faces when min_face_size > 20 is passed
+        # directly, so we scale the image instead.)
         H, W = image.shape[:2]
-        scale = min(1.0, self.max_side / max(H, W))
+        scale = min(1.0, self.max_side / max(H, W), 20.0 / max(self.min_face_size, 1))
         if scale < 1.0:
             image = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
         return image, scale
@@ -119,7 +122,7 @@ class FaceExtractor:
         if not images:
             return []
         det = get_mtcnn()
-        kw = dict(min_face_size=max(self.min_face_size, 12), threshold_onet=min(self.min_confidence, 0.8))
+        kw = dict(min_face_size=max(12, min(20, self.min_face_size)), threshold_onet=min(self.min_confidence, 0.8))
         prepped = [self._prep(im) for im in images]
         shapes = {p[0].shape for p in prepped}
         if len(images) > 1 and len(shapes) == 1:
