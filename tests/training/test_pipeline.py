@@ -10,41 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import face_frames, write_video
-
-PERSONS = ["p0", "p1", "p2", "p3"]
-
-
-def _fake(frame: np.ndarray) -> np.ndarray:
-    """A crude 'manipulation': the face region smoothed and tinted (learnable at tiny scale)."""
-    f = frame.copy()
-    region = f[40:200]
-    f[40:200] = np.clip(cv2.GaussianBlur(region, (9, 9), 4).astype(int) + [30, -10, -10], 0, 255).astype(np.uint8)
-    return f
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory, astronaut):
-    root = tmp_path_factory.mktemp("layout")
-    for i, p in enumerate(PERSONS):
-        frames = face_frames(np.clip(astronaut * (0.8 + 0.1 * i) + 5 * i, 0, 255).astype(np.uint8), n=12)
-        (root / "real" / p).mkdir(parents=True)
-        (root / "fake" / p).mkdir(parents=True)
-        write_video(root / "real" / p / f"{p}.mp4", frames)
-        write_video(root / "fake" / p / f"{p}_swap.mp4", [_fake(f) for f in frames])
-    (root / "fake" / "p0" / "corrupt.mp4").write_text("corrupt video bytes")
-    return root
-
-
-@pytest.fixture(scope="module")
-def prepared(layout, tmp_path_factory):
-    from training import datasets, prepare
-
-    df = datasets.index_dataset("folder", layout)
-    out = tmp_path_factory.mktemp("prep") / "p"
-    crops = prepare.prepare(df, out, size=64, frames=4, progress=False)
-    return out, crops
-
 
 def _config(tmp_path: Path, prepared_dir: Path, **train) -> Path:
     tr = {"batch_size": 8, "epochs": 2, "steps_per_epoch": 3, "learning_rate": 1e-3, "early_stopping_patience": 0}

@@ -1,0 +1,73 @@
+"""Plotly figures (pure functions of data frames)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+
+def timeline(frames: list, tracks: list, threshold: float) -> go.Figure:
+    """Score per sampled frame for each face track of a video."""
+    fig = go.Figure()
+    for t in tracks:
+        times = {fr.index: fr.time_s for fr in frames}
+        fig.add_trace(go.Scatter(x=[times[i] for i in t.frames], y=t.scores, mode="lines+markers",
+                                 name=f"face {t.id + 1} (mean {np.mean(t.scores):.2f})"))
+    fig.add_hline(y=threshold, line_dash="dash", line_color="red", annotation_text=f"threshold {threshold:.2f}")
+    fig.update_layout(xaxis_title="time (s)", yaxis_title="P(fake)", yaxis_range=[0, 1], height=320,
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h"))
+    return fig
+
+
+def training_curves(long: pd.DataFrame, metric: str) -> go.Figure:
+    d = long[long["metric"] == metric]
+    fig = px.line(d, x="epoch", y="value", color="run", line_dash="split", markers=True, title=metric)
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=metric)
+    return fig
+
+
+def roc(curves: dict[str, pd.DataFrame], aucs: dict[str, float | None]) -> go.Figure:
+    fig = go.Figure()
+    for name, c in curves.items():
+        a = aucs.get(name)
+        fig.add_trace(go.Scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=f"{name} (AUC {a:.3f})" if a is not None else name))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="chance"))
+    fig.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate", height=380,
+                      margin=dict(l=10, r=10, t=30, b=10), title="ROC")
+    return fig
+
+
+def pr(curves: dict[str, pd.DataFrame], aps: dict[str, float | None]) -> go.Figure:
+    fig = go.Figure()
+    for name, c in curves.items():
+        a = aps.get(name)
+        fig.add_trace(go.Scatter(x=c["recall"], y=c["precision"], mode="lines", name=f"{name} (AP {a:.3f})" if a is not None else name))
+    fig.update_layout(xaxis_title="recall (fakes caught)", yaxis_title="precision", height=380, yaxis_range=[0, 1.02],
+                      margin=dict(l=10, r=10, t=30, b=10), title="Precision-recall")
+    return fig
+
+
+def confusion(cm: np.ndarray, title: str) -> go.Figure:
+    labels = ["real", "fake"]
+    fig = go.Figure(go.Heatmap(z=cm, x=[f"predicted {l}" for l in labels], y=[f"actual {l}" for l in labels],
+                               text=cm, texttemplate="%{text}", colorscale="Blues", showscale=False))
+    fig.update_layout(title=title, height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_autorange="reversed")
+    return fig
+
+
+def reliability(cal: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=cal["mean_score"], y=cal["fraction_fake"], mode="lines+markers", name="model",
+                             text=[f"n={c}" for c in cal["count"]]))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
+    fig.update_layout(xaxis_title="mean predicted P(fake)", yaxis_title="observed fraction fake", height=360,
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], margin=dict(l=10, r=10, t=30, b=10), title="Reliability")
+    return fig
+
+
+def counts(df: pd.DataFrame, by: str, color: str) -> go.Figure:
+    d = df.groupby([by, color]).size().rename("crops").reset_index()
+    fig = px.bar(d, x=by, y="crops", color=color, barmode="group")
+    fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
+    return fig

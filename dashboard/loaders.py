@@ -1,0 +1,33 @@
+"""Cached loaders: the detector (and with it MTCNN) load once per process with st.cache_resource."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard import runs
+from model.api import default_model_dir
+
+
+@st.cache_resource(show_spinner="Loading the detector (first time only)…")
+def get_detector(model_dir: str):
+    from model.api import Detector
+    from model.faces import get_mtcnn
+
+    d = Path(model_dir)
+    det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
+    get_mtcnn()
+    return det
+
+
+def detector():
+    return get_detector(str(default_model_dir()))
+
+
+@st.cache_data(show_spinner=False)
+def load_csv(path: str, mtime: float):
+    return runs.read_csv(Path(path))
+
+
+def cached_csv(path: Path):
+    return load_csv(str(path), path.stat().st_mtime) if path.is_file() else None

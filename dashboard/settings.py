@@ -1,0 +1,63 @@
+"""Where the dashboard looks for things, and safe resolution of user-typed paths.
+
+Environment variables:
+    DEEPFAKE_MODEL   model folder for the Detect page (default: the bundled sample model runs/sample/model)
+    DEEPFAKE_RUNS    folder of run folders (default: runs/ in the repository)
+    DEEPFAKE_DATA    allowed root for prepared datasets and crops (default: data/ in the repository)
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("DEEPFAKE_RUNS", REPO_ROOT / "runs")).expanduser().resolve()
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("DEEPFAKE_DATA", REPO_ROOT / "data")).expanduser().resolve()
+
+
+def allowed_roots() -> list[Path]:
+    return [data_root(), runs_root(), REPO_ROOT.resolve()]
+
+
+class PathNotAllowed(ValueError):
+    pass
+
+
+def resolve_under(root: Path, user_path: str) -> Path:
+    """Resolve a user-typed path (relative to ``root`` or absolute) and refuse anything outside ``root``
+    (``..``, absolute paths elsewhere, symlinks pointing out)."""
+    root = Path(root).resolve()
+    if "\x00" in user_path:
+        raise PathNotAllowed("invalid path")
+    p = Path(user_path).expanduser()
+    candidate = (p if p.is_absolute() else root / p).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise PathNotAllowed(f"{user_path!r} is outside the allowed folder {root}")
+    return candidate
+
+
+def resolve_any(user_path: str, roots: list[Path] | None = None) -> Path:
+    """First allowed root under which ``user_path`` resolves; PathNotAllowed if none."""
+    last = None
+    for r in roots or allowed_roots():
+        try:
+            return resolve_under(r, user_path)
+        except PathNotAllowed as e:
+            last = e
+    raise last or PathNotAllowed(user_path)
+
+
+def max_upload_mb() -> int:
+    """server.maxUploadSize from .streamlit/config.toml (Streamlit's default 200 MB otherwise)."""
+    f = REPO_ROOT / ".streamlit" / "config.toml"
+    try:
+        return int(tomllib.loads(f.read_text()).get("server", {}).get("maxUploadSize", 200))
+    except (OSError, tomllib.TOMLDecodeError, ValueError):
+        return 200

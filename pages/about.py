@@ -1,0 +1,7 @@
+import streamlit as st
+
+from dashboard import about, loaders
+
+st.title("ℹ️ About DeepFake-Detect")
+det = loaders.detector()
+about.render(det)

@@ -1,0 +1,45 @@
+import hashlib
+
+import streamlit as st
+
+from dashboard import detect, loaders, samples, settings
+
+st.title("🔍 Detect deepfakes")
+det = loaders.detector()
+st.caption(detect.SCORE_NOTE)
+with st.expander(f"Model in use: {det.card.backbone} ({'trained' if det.trained else 'UNTRAINED'})"):
+    detect.model_card(det)
+
+source = st.radio("Input", ["Upload a file", "Bundled sample"], horizontal=True)
+name = data = None
+if source == "Upload a file":
+    st.markdown(f"Upload an image or a video — **up to {settings.max_upload_mb()} MB**. "
+                f"Images: jpg, png, webp, bmp, tiff, gif. Videos: mp4, mov, avi, mkv, webm. "
+                "Files are analysed on this server and deleted right after.")
+    up = st.file_uploader("Image or video", type=detect.UPLOAD_TYPES, key="upload")
+    if up is not None:
+        name, data = up.name, up.getvalue()
+else:
+    choice = st.selectbox("Sample (made by this project from public-domain images)", list(samples.SAMPLES))
+    p = samples.get_sample(choice)
+    name, data = p.name, p.read_bytes()
+
+c1, c2, c3 = st.columns(3)
+threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 2)), 0.01)
+frames = c2.slider("Frames sampled per video", 4, 64, 32, 4)
+strategy = c3.selectbox("Video aggregation", ["max_mean", "mean", "confident"],
+                        help="max_mean: max over faces in a frame, mean over frames. confident: the DFDC winner's "
+                             "strategy (mean of confident fakes if many, else of confident reals, else all).")
+
+if data is not None:
+    if len(data) == 0:
+        st.error(f"Could not analyse **{name}**: empty file (0 bytes)")
+    else:
+        key = f"{name}:{hashlib.sha1(data).hexdigest()}:{frames}:{strategy}"
+        res = detect.run_analysis(det, key, name, data, frames, strategy)
+        detect.verdict(det, res, threshold)
+        if not res.error:
+            detect.faces_view(det, res, threshold)
+            detect.downloads(res)
+else:
+    st.info("Upload a file or pick a bundled sample to start.")

@@ -1,0 +1,127 @@
+"""The Streamlit app driven headlessly with AppTest (default_timeout=60: TensorFlow's import is slow)."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import confusion_matrix
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import REPO
+
+PAGES = ["pages/detect.py", "pages/dataset.py", "pages/training.py", "pages/evaluation.py",
+         "pages/misclassified.py", "pages/about.py"]
+
+
+@pytest.fixture()
+def app_env(monkeypatch, tiny_run, tiny_model_dir, prepared):
+    monkeypatch.setenv("DEEPFAKE_RUNS", str(tiny_run.parent))
+    monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("DEEPFAKE_DATA", str(prepared[0].parent))
+    monkeypatch.chdir(REPO)
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at.run()
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app_env, page):
+    at = _app()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title, "page has no title"
+
+
+def test_every_page_renders_on_a_fresh_clone(monkeypatch, tmp_path):
+    """No dataset, the repository's own runs/ and model: every page still renders without an exception."""
+    monkeypatch.setenv("DEEPFAKE_DATA", str(tmp_path / "no_data"))
+    monkeypatch.chdir(REPO)
+    at = _app()
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)
+
+
+def _metric(at, label):
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_detect_upload_image_shows_score(app_env, astronaut_png):
+    at = _app()
+    at.file_uploader[0].set_value(("astronaut.png", astronaut_png.read_bytes(), "image/png")).run()
+    assert not at.exception
+    score = float(_metric(at, "Score P(fake)"))
+    assert 0 <= score <= 1
+    assert _metric(at, "Verdict") in ("Likely FAKE", "Likely REAL")
+    assert _metric(at, "Faces") == "1"
+    # moving the threshold relabels without re-analysing; the score stays the same
+    at.slider[0].set_value(0.0 if score > 0.0 else 1.0).run()
+    assert float(_metric(at, "Score P(fake)")) == score
+    assert _metric(at, "Verdict") == ("Likely FAKE" if score > 0.0 else "Likely REAL")
+    # Grad-CAM on demand
+    at.toggle(key="cam_0").set_value(True).run()
+    assert not at.exception
+    heat = at.session_state["gradcam"][0]
+    assert heat.shape[2] == 3 and heat.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name,data,msg", [
+    ("clip.mp4", b"this is text, not a video" * 10, "not a readable video"),
+    ("empty.png", b"", "empty file"),
+    ("broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 50, "not a readable image"),
+])
+def test_detect_bad_upload_shows_error(app_env, name, data, msg):
+    at = _app()
+    at.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert msg in errors and "Traceback" not in errors
+
+
+def test_detect_bundled_sample(app_env):
+    at = _app()
+    at.radio[0].set_value("Bundled sample").run()
+    assert not at.exception
+    assert 0 <= float(_metric(at, "Score P(fake)")) <= 1
+
+
+def _counts(at):
+    md = next(m.value for m in at.markdown if m.value.startswith("TN "))
+    return [int(x) for x in re.findall(r"\*\*(\d+)\*\*", md)]
+
+
+def test_evaluation_confusion_matrix_follows_threshold(app_env, tiny_run):
+    at = _app()
+    at.switch_page("pages/evaluation.py").run()
+    assert not at.exception
+    pred = pd.read_csv(tiny_run / "evaluation" / "predictions.csv")
+    seen = []
+    for thr in (0.0, 0.5, 1.0):
+        at.slider(key="eval_threshold").set_value(thr).run()
+        tn, fp, fn, tp = _counts(at)
+        exp = confusion_matrix(pred["label"], (pred["score"] >= thr).astype(int), labels=[0, 1]).ravel()
+        assert [tn, fp, fn, tp] == exp.tolist()
+        seen.append((tn, fp, fn, tp))
+    assert seen[0] != seen[-1]  # threshold 0 calls everything fake, 1 (almost) nothing
+
+
+def test_misclassifications_table(app_env):
+    at = _app()
+    at.switch_page("pages/misclassified.py").run()
+    assert not at.exception
+    at.slider(key="mis_threshold").set_value(0.0).run()  # every real face is now a false positive
+    assert not at.exception
+    assert at.dataframe, "misclassification table missing"
+
+
+def test_dataset_explorer_refuses_paths_outside_root(app_env):
+    at = _app()
+    at.switch_page("pages/dataset.py").run()
+    at.text_input[0].set_value("/etc").run()
+    assert not at.exception
+    assert any("Refused" in e.value for e in at.error)

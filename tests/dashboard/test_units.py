@@ -1,0 +1,44 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import overlays, runs, settings
+
+
+def test_resolve_under_refuses_escape(tmp_path):
+    (tmp_path / "a").mkdir()
+    assert settings.resolve_under(tmp_path, "a") == (tmp_path / "a").resolve()
+    for bad in ("../", "/etc/passwd", "a/../../x", "a\x00b"):
+        with pytest.raises(settings.PathNotAllowed):
+            settings.resolve_under(tmp_path, bad)
+    (tmp_path / "link").symlink_to("/etc")
+    with pytest.raises(settings.PathNotAllowed):
+        settings.resolve_under(tmp_path, "link/passwd")
+
+
+def test_confusion_and_misclassified():
+    df = pd.DataFrame({"label": [0, 0, 1, 1, 0], "score": [0.1, 0.9, 0.8, 0.3, 0.6]})
+    assert runs.confusion_at(df, 0.5).tolist() == [[1, 2], [1, 1]]
+    fp = runs.misclassified(df, 0.5, "fp")
+    assert fp["score"].tolist() == [0.9, 0.6]
+    fn = runs.misclassified(df, 0.5, "fn")
+    assert fn["score"].tolist() == [0.3]
+    m = runs.metrics_at(df, 0.5)
+    assert m["accuracy"] == pytest.approx(0.4)
+
+
+def test_score_colour_and_boxes():
+    assert overlays.score_color(0.0) == (0, 255, 0) and overlays.score_color(1.0) == (255, 0, 0)
+
+    class F:
+        box, score = [10, 10, 30, 30], 0.9
+
+    img = np.zeros((100, 100, 3), np.uint8)
+    out = overlays.draw_faces(img, [F()], 0.5)
+    assert out.shape == img.shape and out[10, 20].tolist() == [255, 25, 0] or out[10:12, 10:40].max() > 0
+
+
+def test_history_long(tiny_run):
+    long = runs.history_long([tiny_run])
+    assert set(long["metric"]) == {"loss", "auc", "accuracy"} and set(long["split"]) == {"train", "validation"}
+    assert long["epoch"].min() == 1
