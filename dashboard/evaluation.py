@@ -25,11 +25,8 @@ def run_picker(multi: bool = False, need_eval: bool = False):
 
 def image_for(row, run: Path) -> Path | None:
     """The crop image of a prediction row, if it is on this machine under an allowed root."""
-    for root in settings.allowed_roots():
-        try:
-            p = settings.resolve_under(root, str(row["image"]))
-        except settings.PathNotAllowed:
-            continue
-        if p.is_file():
-            return p
-    return None
+    try:
+        p = settings.resolve_any(str(row["image"]))
+    except settings.PathNotAllowed:
+        return None
+    return p if p.is_file() else None

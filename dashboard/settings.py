@@ -23,7 +23,8 @@ def data_root() -> Path:
 
 
 def allowed_roots() -> list[Path]:
-    return [data_root(), runs_root(), REPO_ROOT.resolve()]
+    """Folders the dashboard may read user-named files from."""
+    return [data_root(), runs_root()]
 
 
 class PathNotAllowed(ValueError):
@@ -44,8 +45,15 @@ def resolve_under(root: Path, user_path: str) -> Path:
 
 
 def resolve_any(user_path: str, roots: list[Path] | None = None) -> Path:
-    """First allowed root under which ``user_path`` resolves; PathNotAllowed if none."""
+    """First allowed root under which ``user_path`` resolves; PathNotAllowed if none. Relative paths are
+    tried against each root and against the repository (run files store repository-relative paths)."""
     last = None
+    p = Path(user_path)
+    if not p.is_absolute() and "\x00" not in user_path:
+        cand = (REPO_ROOT / p).resolve()
+        for r in roots or allowed_roots():
+            if cand == r or r in cand.parents:
+                return cand
     for r in roots or allowed_roots():
         try:
             return resolve_under(r, user_path)
