@@ -45,6 +45,7 @@ class DataCfg:
     fake_weight: float = 0.25  # share of dataset fakes
     sbi_weight: float = 0.25  # share of self-blended fakes made from real faces
     max_val_per_dataset: int = 400  # cap validation crops per dataset and label (keeps validation fast)
+    val_datasets: list[str] = dataclasses.field(default_factory=list)  # datasets used for validation (empty: all)
 
 
 @dataclasses.dataclass

@@ -156,7 +156,10 @@ def evaluate_run(run: str | Path, frames: int = 0, batch: int = 64) -> str:
     _curves(tmpdir, "frame", y, p)
     _curves(tmpdir, "video", yv, pv)
     _atomic_csv(calibration(y, p), tmpdir / "calibration.csv")
-    reals = pred[pred["label"] == 0]
+    # per method: that method's fakes against the real faces of video datasets (same source as the fakes);
+    # image-only real sets (UTKFace) would make every method look easy
+    video_reals = pred[(pred["label"] == 0) & (test["media"].to_numpy() == "video")]
+    reals = video_reals if len(video_reals) else pred[pred["label"] == 0]
     per_method = []
     for m, g in pred[pred["label"] == 1].groupby("method"):
         both = pd.concat([reals, g])
@@ -168,8 +171,16 @@ def evaluate_run(run: str | Path, frames: int = 0, batch: int = 64) -> str:
     au = audit(pred, thr)
     if len(au):
         _atomic_csv(au, tmpdir / "audit.csv")
+    vids = pred[test["media"].to_numpy() == "video"]
+    subsets = {}
+    if len(vids) and vids["label"].nunique() == 2:
+        vv = video_level(vids)
+        subsets["video datasets"] = {"frame": metric_block(vids["label"], vids["score"], thr),
+                                     "video": metric_block(vv["label"], vv["score"], thr),
+                                     "datasets": sorted(vids["dataset"].unique().tolist())}
     m = {
         "threshold": thr, "frame": metric_block(y, p, thr), "video": metric_block(yv, pv, thr),
+        "subsets": subsets,
         "per_method": per_method, "per_dataset": per_dataset,
         "confusion_frame": confusion(y, p, thr), "confusion_video": confusion(yv, pv, thr),
         "n_frame": int(len(pred)), "n_video": int(len(vid)),
@@ -196,13 +207,20 @@ def evaluate_run(run: str | Path, frames: int = 0, batch: int = 64) -> str:
     card["metrics"].update({"test_frame_auc": m["frame"]["auc"], "test_video_auc": m["video"]["auc"],
                             "test_frame_accuracy": m["frame"]["accuracy"], "test_frame_eer": m["frame"]["eer"],
                             "test_video_accuracy": m["video"]["accuracy"], "n_test_crops": m["n_frame"],
+                            **({"test_frame_auc_video_datasets": subsets["video datasets"]["frame"]["auc"],
+                                "test_video_auc_video_datasets": subsets["video datasets"]["video"]["auc"]}
+                               if subsets else {}),
                             "n_test_videos": m["n_video"]})
     if len(au):
         card["metrics"]["false_alarm_rate_by_group"] = {f"{r.attribute}:{r.group}": r.false_alarm_rate for r in au.itertuples()}
     card_f.write_text(json.dumps(card, indent=2) + "\n")
     fm, vm = m["frame"], m["video"]
+    extra = ""
+    if subsets:
+        sv = subsets["video datasets"]
+        extra = f"; video datasets only: frame AUC {sv['frame']['auc']} (n={sv['frame']['n']}), video AUC {sv['video']['auc']} (n={sv['video']['n']})"
     return (f"{run}: threshold {thr:.3f}; frame AUC {fm['auc']} acc {fm['accuracy']} (n={fm['n']}); "
-            f"video AUC {vm['auc']} acc {vm['accuracy']} (n={vm['n']})")
+            f"video AUC {vm['auc']} acc {vm['accuracy']} (n={vm['n']})" + extra)
 
 
 def audit_run(run: str | Path) -> pd.DataFrame:

@@ -283,6 +283,8 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
             cv2.imwrite(str(run / "sbi_examples.png"), sheet[..., ::-1])
 
     val_df = eval_subset(df, "val", cfg.data.max_val_per_dataset, cfg.seed)
+    if cfg.data.val_datasets:
+        val_df = val_df[val_df["dataset"].isin(cfg.data.val_datasets)]
     if val_df["label"].nunique() < 2:
         raise ValueError("the validation split needs real and fake crops: set data.val_groups")
     xv = load_images(val_df["file"].tolist(), cfg.model.input_size)
