@@ -99,3 +99,21 @@ def per_table(metrics: dict, key: str) -> pd.DataFrame:
     cols = [c for c in ("method", "dataset", "n", "n_real", "n_fake", "auc", "ap", "accuracy", "balanced_accuracy",
                         "eer", "log_loss", "detection_rate", "false_alarm_rate") if any(c in r for r in rows)]
     return pd.DataFrame(rows)[cols] if rows else pd.DataFrame()
+
+
+def curves_from(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """ROC and PR curve points recomputed from predictions (for subsets the evaluation did not store)."""
+    if df["label"].nunique() < 2:
+        return None
+    fpr, tpr, thr = skm.roc_curve(df["label"], df["score"])
+    prec, rec, _ = skm.precision_recall_curve(df["label"], df["score"])
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr}), pd.DataFrame({"precision": prec, "recall": rec})
+
+
+def subset(metrics: dict, name: str, level: str, pred: pd.DataFrame | None):
+    """(metric block, predictions) for 'all' or a named subset of the evaluation."""
+    if name == "all" or name not in (metrics.get("subsets") or {}):
+        return metrics[level], pred
+    s = metrics["subsets"][name]
+    keep = pred[pred["dataset"].isin(s["datasets"])] if pred is not None else None
+    return s[level], keep

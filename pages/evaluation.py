@@ -9,8 +9,12 @@ if run is not None:
     m = runs.evaluation(run)
     level = st.radio("Level", ["frame", "video"], horizontal=True,
                      help="frame: every face crop; video: max over faces per frame, mean over frames")
-    pred = runs.predictions(run, level)
-    block = m[level]
+    subsets = ["all"] + list((m.get("subsets") or {}).keys())
+    which = st.radio("Test faces", subsets, horizontal=True,
+                     format_func=lambda s: "all test faces" if s == "all" else s,
+                     help="'video datasets': only FF++/DFD-style videos (image-only real sets such as UTKFace are "
+                          "much easier to tell from video fakes)")
+    block, pred = runs.subset(m, which, level, runs.predictions(run, level))
     c = st.columns(5)
     for col, k in zip(c, ("auc", "ap", "accuracy", "balanced_accuracy", "eer")):
         col.metric(k.replace("_", " "), "—" if block.get(k) is None else f"{block[k]:.3f}")
@@ -18,6 +22,8 @@ if run is not None:
                f"groups; metrics as stored by `python -m training evaluate` at threshold {m['threshold']:.3f}.")
     c1, c2 = st.columns(2)
     roc, prc = runs.curve(run, "roc", level), runs.curve(run, "pr", level)
+    if which != "all":
+        roc, prc = runs.curves_from(pred) or (None, None)
     if roc is not None:
         c1.plotly_chart(charts.roc({level: roc}, {level: block.get("auc")}), width="stretch")
     if prc is not None:
