@@ -6,6 +6,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import json
+import textwrap
+
 import cv2
 import numpy as np
 import pytest
@@ -121,29 +124,33 @@ def prepared(layout, tmp_path_factory):
 
 
 
+def tiny_config(tmp_path: Path, prepared_dir: Path, **train) -> Path:
+    tr = {"batch_size": 8, "epochs": 2, "steps_per_epoch": 3, "learning_rate": 1e-3, "early_stopping_patience": 0}
+    tr.update(train)
+    text = textwrap.dedent(f"""
+        name = "tiny"
+        seed = 1
+        [model]
+        backbone = "efficientnet_b0"
+        input_size = 64
+        [data]
+        prepared = ["{prepared_dir}"]
+        val_groups = ["folder:p2"]
+        test_groups = ["folder:p3"]
+        [train]
+    """) + "\n".join(f"{k} = {json.dumps(v)}" for k, v in tr.items()) + "\n"
+    p = tmp_path / "tiny.toml"
+    p.write_text(text)
+    return p
+
+
 @pytest.fixture(scope="session")
 def tiny_run(prepared, tmp_path_factory):
     """A tiny run folder made by the real training code: 1 epoch, evaluated (for dashboard tests)."""
     from training import evaluate, train
 
     root = tmp_path_factory.mktemp("runs")
-    cfg = root / "tiny.toml"
-    cfg.write_text(f"""
-name = "tiny"
-seed = 0
-[model]
-backbone = "efficientnet_b0"
-input_size = 64
-[data]
-prepared = ["{prepared[0]}"]
-val_groups = ["folder:p2"]
-test_groups = ["folder:p3"]
-[train]
-batch_size = 8
-epochs = 1
-steps_per_epoch = 2
-early_stopping_patience = 0
-""")
+    cfg = tiny_config(root, prepared[0], epochs=1, steps_per_epoch=2)
     run = train.train(cfg, run_dir=root / "tiny")
     evaluate.evaluate_run(run)
     return run

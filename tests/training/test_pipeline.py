@@ -10,25 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-
-def _config(tmp_path: Path, prepared_dir: Path, **train) -> Path:
-    tr = {"batch_size": 8, "epochs": 2, "steps_per_epoch": 3, "learning_rate": 1e-3, "early_stopping_patience": 0}
-    tr.update(train)
-    text = textwrap.dedent(f"""
-        name = "tiny"
-        seed = 1
-        [model]
-        backbone = "efficientnet_b0"
-        input_size = 64
-        [data]
-        prepared = ["{prepared_dir}"]
-        val_groups = ["folder:p2"]
-        test_groups = ["folder:p3"]
-        [train]
-    """) + "\n".join(f"{k} = {json.dumps(v)}" for k, v in tr.items()) + "\n"
-    p = tmp_path / "tiny.toml"
-    p.write_text(text)
-    return p
+from tests.conftest import tiny_config
 
 
 def test_prepare_output_and_corrupt_video_logged(prepared):
@@ -66,7 +48,7 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
     from training import evaluate, train
 
     out, _ = prepared
-    cfg = _config(tmp_path, out)
+    cfg = tiny_config(tmp_path, out)
     run = tmp_path / "run"
 
     # first attempt is "killed" after epoch 1
@@ -105,6 +87,7 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
     for f in ("roc_frame.csv", "pr_frame.csv", "video_predictions.csv", "calibration.csv"):
         assert (ev / f).is_file()
     assert len(pd.read_csv(ev / "video_predictions.csv")) == 2
+    assert m["subsets"]["video datasets"]["frame"]["n"] == len(pred)  # every test row comes from a video here
     card = json.loads((run / "model" / "model_card.json").read_text())
     assert card["metrics"]["test_frame_auc"] == m["frame"]["auc"]
 
@@ -112,7 +95,7 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
 def test_unknown_config_key_rejected(tmp_path, prepared):
     from training import config
 
-    p = _config(tmp_path, prepared[0])
+    p = tiny_config(tmp_path, prepared[0])
     p.write_text(p.read_text() + "learning_rat = 0.1\n")
     with pytest.raises(config.ConfigError, match="unknown key.*learning_rat"):
         config.load(p)
