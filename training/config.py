@@ -41,9 +41,11 @@ class DataCfg:
     prepared: list[str] = dataclasses.field(default_factory=list)  # folders made by `python -m training prepare`
     val_groups: list[str] = dataclasses.field(default_factory=list)  # explicit identity groups (else prepared split)
     test_groups: list[str] = dataclasses.field(default_factory=list)
-    real_weight: float = 0.5  # share of real faces in a training batch
-    fake_weight: float = 0.25  # share of dataset fakes
-    sbi_weight: float = 0.25  # share of self-blended fakes made from real faces
+    # Per dataset: real faces are real_weight / (sum) of its samples; the fake rest is split between the dataset's
+    # own fakes and self-blended fakes as fake_weight : sbi_weight (all self-blended for real-only datasets).
+    real_weight: float = 0.5
+    fake_weight: float = 0.25
+    sbi_weight: float = 0.25
     max_val_per_dataset: int = 400  # cap validation crops per dataset and label (keeps validation fast)
     val_datasets: list[str] = dataclasses.field(default_factory=list)  # datasets used for validation (empty: all)
 

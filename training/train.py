@@ -101,24 +101,42 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
         return ds.map(lambda p, k: (decode(p), tf.constant(label, tf.float32)),
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    def per_dataset(sub: pd.DataFrame, label: float, sbi: bool, s: int):
-        parts = [stream(g, label, sbi, s + i * 101) for i, (_, g) in enumerate(sorted(sub.groupby("dataset")))]
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else tf.data.Dataset.sample_from_datasets(parts, seed=s, stop_on_empty_dataset=False)
-
+    # Per dataset, the label prior is balanced: real faces take real_weight / total of that dataset's samples,
+    # the rest are fakes, split between the dataset's own fakes and self-blended fakes in the ratio
+    # fake_weight : sbi_weight (all self-blended where a dataset has no fakes). So no dataset "looks fake"
+    # or "looks real" as a whole, and the model has to learn the manipulation, not the source.
     train = df[df["split"] == "train"]
-    reals, fakes = train[train["label"] == 0], train[train["label"] == 1]
+    dc = cfg.data
+    total = dc.real_weight + dc.fake_weight + dc.sbi_weight
+    names = sorted(train["dataset"].unique())
     streams, weights = [], []
-    for sub, label, sbi, w, s in ((reals, 0.0, False, cfg.data.real_weight, seed),
-                                  (fakes, 1.0, False, cfg.data.fake_weight, seed + 1000),
-                                  (reals, 1.0, True, cfg.data.sbi_weight, seed + 2000)):
-        if w > 0 and len(sub):
-            streams.append(per_dataset(sub, label, sbi, s))
-            weights.append(w)
+    for i, name in enumerate(names):
+        sub = train[train["dataset"] == name]
+        reals, fakes = sub[sub["label"] == 0], sub[sub["label"] == 1]
+        share = 1.0 / len(names)
+        r = dc.real_weight / total if len(reals) else 0.0
+        f_w, s_w = (dc.fake_weight, dc.sbi_weight) if len(fakes) else (0.0, dc.sbi_weight)
+        if not len(reals):
+            s_w = 0.0
+        fsum = f_w + s_w
+        parts = [(reals, 0.0, False, r),
+                 (fakes, 1.0, False, (1 - r) * f_w / fsum if fsum else 0.0),
+                 (reals, 1.0, True, (1 - r) * s_w / fsum if fsum else 0.0)]
+        if not len(reals):  # fakes only: the whole share is fake
+            parts = [(fakes, 1.0, False, 1.0)]
+        for j, (rows, label, sbi, w) in enumerate(parts):
+            if w > 0 and len(rows):
+                streams.append(stream(rows, label, sbi, seed + 1000 * i + 101 * j))
+                weights.append(share * w)
     if not streams:
         raise ValueError("no training crops: check data.prepared and the splits")
-    if len(weights) == 1 or max(weights) == 0:
+    labels = set()
+    for name in names:
+        sub = train[train["dataset"] == name]
+        labels |= set(sub["label"])
+        if dc.sbi_weight > 0 and (sub["label"] == 0).any():
+            labels.add(1)
+    if labels != {0, 1}:
         raise ValueError("training needs both classes: real faces and fakes (dataset fakes or sbi_weight > 0)")
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / sum(weights) for w in weights], seed=seed)
     rnd = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)

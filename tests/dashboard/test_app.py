@@ -76,11 +76,15 @@ def test_detect_upload_image_shows_score(app_env, astronaut_png):
     ("broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 50, "not a readable image"),
 ])
 def test_detect_bad_upload_shows_error(app_env, name, data, msg):
+    import tempfile
+    from pathlib import Path
+
     at = _app()
     at.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert msg in errors and "Traceback" not in errors
+    assert not list(Path(tempfile.gettempdir()).glob("dfd_upload_*")), "uploaded file left on disk"
 
 
 def test_detect_bundled_sample(app_env):

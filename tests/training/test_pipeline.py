@@ -111,3 +111,20 @@ def test_train_cli_reports_config_errors(tmp_path, capsys):
     p.write_text('name = "x"\n[model]\nbackbone = "vgg"\n')
     assert main(["train", str(p)]) == 2
     assert "backbone" in capsys.readouterr().err
+
+
+def test_train_stream_is_label_balanced_and_deterministic(prepared, tmp_path):
+    from training import config, train
+
+    cfg = config.load(tiny_config(tmp_path, prepared[0]))
+    df = train.load_table(cfg)
+
+    def labels(seed):
+        ds = train.build_train_dataset(df, cfg, seed)
+        return np.concatenate([y.numpy() for _, y in ds.take(40)])
+
+    a = labels(1)
+    assert 0.4 < a.mean() < 0.6  # half real, half fake (dataset fakes + self-blended)
+    np.testing.assert_array_equal(a, labels(1))  # same seed, same stream
+    x, _ = next(iter(train.build_train_dataset(df, cfg, 1)))
+    assert x.shape == (8, 64, 64, 3) and float(x.numpy().max()) <= 255.0
