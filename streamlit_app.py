@@ -5,14 +5,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="DeepFake-Detect", page_icon="🕵️", layout="wide")
+st.set_page_config(page_title="DeepFake-Detect", page_icon=":material/face:", layout="wide")
 
 pages = [
-    st.Page("pages/detect.py", title="Detect", icon="🔍", default=True),
-    st.Page("pages/dataset.py", title="Dataset explorer", icon="🗂️"),
-    st.Page("pages/training.py", title="Training", icon="📈"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon="🎯"),
-    st.Page("pages/misclassified.py", title="Misclassifications", icon="❌"),
-    st.Page("pages/about.py", title="About / model card", icon="ℹ️"),
+    st.Page("pages/detect.py", title="Detect", icon=":material/search:", default=True),
+    st.Page("pages/dataset.py", title="Dataset explorer", icon=":material/folder_open:"),
+    st.Page("pages/training.py", title="Training", icon=":material/show_chart:"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/target:"),
+    st.Page("pages/misclassified.py", title="Misclassifications", icon=":material/error:"),
+    st.Page("pages/about.py", title="About / model card", icon=":material/info:"),
 ]
 st.navigation(pages).run()

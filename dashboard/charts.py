@@ -23,7 +23,8 @@ def timeline(frames: list, tracks: list, threshold: float) -> go.Figure:
 def training_curves(long: pd.DataFrame, metric: str) -> go.Figure:
     d = long[long["metric"] == metric]
     fig = px.line(d, x="epoch", y="value", color="run", line_dash="split", markers=True, title=metric)
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=metric)
+    fig.update_layout(height=360, margin=dict(l=10, r=10, t=40, b=10), yaxis_title=metric,
+                      legend=dict(orientation="h", yanchor="top", y=-0.25, title=None))
     return fig
 
 

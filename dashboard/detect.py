@@ -69,7 +69,7 @@ def faces_view(det, res: Result, threshold: float) -> None:
             (fr.faces for fr in res.frames if any(f.score == max(x.score for x in res.all_faces) for f in fr.faces)), [])
         cap = "faces coloured by score (green real → red fake)" + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
-        st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width="stretch")
+        st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width=720)
     if res.kind == "video" and res.tracks:
         st.plotly_chart(charts.timeline(res.frames, res.tracks, threshold), width="stretch")
         st.dataframe([{"face track": t.id + 1, "frames": len(t.frames), "score P(fake)": round(t.score, 4),

@@ -2,6 +2,6 @@ import streamlit as st
 
 from dashboard import about, loaders
 
-st.title("ℹ️ About DeepFake-Detect")
+st.title("About DeepFake-Detect")
 det = loaders.detector()
 about.render(det)

@@ -2,7 +2,7 @@ import streamlit as st
 
 from dashboard import charts, dataset, settings
 
-st.title("🗂️ Dataset explorer")
+st.title("Dataset explorer")
 root = settings.data_root()
 found = dataset.prepared_folders(root)
 st.caption(f"Prepared datasets (made by `python -m training prepare`) are looked up under **{root}** "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import detect, loaders, samples, settings
 
-st.title("🔍 Detect deepfakes")
+st.title("Detect deepfakes")
 det = loaders.detector()
 st.caption(detect.SCORE_NOTE)
 with st.expander(f"Model in use: {det.card.backbone} ({'trained' if det.trained else 'UNTRAINED'})"):

@@ -3,7 +3,7 @@ import streamlit as st
 
 from dashboard import charts, evaluation, runs
 
-st.title("🎯 Evaluation")
+st.title("Evaluation")
 run = evaluation.run_picker(need_eval=True)
 if run is not None:
     m = runs.evaluation(run)

@@ -2,7 +2,7 @@ import streamlit as st
 
 from dashboard import evaluation, loaders, runs
 
-st.title("❌ Misclassifications")
+st.title("Misclassifications")
 run = evaluation.run_picker(need_eval=True)
 if run is not None:
     m = runs.evaluation(run)

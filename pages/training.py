@@ -4,7 +4,7 @@ import streamlit as st
 
 from dashboard import charts, evaluation, runs
 
-st.title("📈 Training")
+st.title("Training")
 chosen = evaluation.run_picker(multi=True)
 if chosen:
     long = runs.history_long(chosen)

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PAGES = {"detect": "", "dataset": "dataset", "training": "training", "evaluation": "evaluation",
          "misclassified": "misclassified", "about": "about"}
@@ -94,7 +95,7 @@ def main() -> int:
     out = REPO / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as empty, serve({"DEEPFAKE_DATA": empty}) as url, browser() as b:
-        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page = b.new_page(viewport={"width": 1400, "height": 2200})
         from dashboard.samples import SAMPLES, get_sample
 
         sample = get_sample(list(SAMPLES)[0])
