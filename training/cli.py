@@ -65,6 +65,14 @@ def cmd_audit(a) -> int:
     return 0
 
 
+def cmd_threshold(a) -> int:
+    from training import train
+
+    r = train.set_threshold(a.run, policy=a.policy, target_fpr=a.target_fpr)
+    print(f"threshold {r['threshold']:.4f} ({r['note']}); run `python -m training evaluate {a.run}` to update the numbers")
+    return 0
+
+
 def cmd_convert(a) -> int:
     from model import lite0_convert
 
@@ -108,6 +116,11 @@ def main(argv=None) -> int:
     p.add_argument("run")
     p.add_argument("--frames", type=int, default=0, help="unused for crop-level evaluation")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("threshold", help="choose the operating point on the validation split (writes the model card)")
+    p.add_argument("run")
+    p.add_argument("--policy", choices=("fpr", "youden"), default="fpr")
+    p.add_argument("--target-fpr", type=float, default=0.1, help="with --policy fpr: false alarms allowed per dataset")
+    p.set_defaults(func=cmd_threshold)
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")
     p.set_defaults(func=cmd_audit)

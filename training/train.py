@@ -365,3 +365,45 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
                      run=cfg.name, notes="threshold chosen on the validation split (max balanced accuracy)")
     save_detector(best, card, run / "model")
     return run
+
+
+def set_threshold(run: str | Path, policy: str = "fpr", target_fpr: float = 0.1) -> dict:
+    """Choose the model's operating point on the run's validation split and store it in the model card.
+
+    ``youden``: maximise balanced accuracy on the validation datasets (``data.val_datasets``).
+    ``fpr``: the lowest threshold at which every dataset's real validation faces get at most ``target_fpr``
+    false alarms (all validation real faces, uncapped) -- a deployment-style operating point.
+    """
+    from model.api import Detector
+    from model.network import CARD_FILE
+
+    run = Path(run)
+    cfg = config_mod.from_dict(json.loads((run / "config.json").read_text()))
+    det = Detector.load(run / "model")
+    df = load_table(cfg)
+    val = df[df["split"] == "val"]
+    if policy == "youden":
+        val = eval_subset(df, "val", cfg.data.max_val_per_dataset, cfg.seed)
+        if cfg.data.val_datasets:
+            val = val[val["dataset"].isin(cfg.data.val_datasets)]
+    elif policy == "fpr":
+        val = val[val["label"] == 0]
+    else:
+        raise ValueError("policy must be youden or fpr")
+    scores = np.concatenate([det.score_crops(load_images(val["file"].tolist()[i:i + 256], det.input_size))
+                             for i in range(0, len(val), 256)])
+    if policy == "youden":
+        thr = choose_threshold(val["label"].to_numpy(), scores)
+        note = "threshold chosen on the validation split (max balanced accuracy)"
+    else:
+        per = {d: float(np.quantile(scores[(val["dataset"] == d).to_numpy()], 1 - target_fpr, method="higher"))
+               for d in sorted(val["dataset"].unique())}
+        thr = float(min(1.0, max(per.values()) + 1e-6))
+        note = (f"threshold: at most {target_fpr:.0%} false alarms on every dataset's validation real faces "
+                f"({', '.join(f'{d} n={int((val.dataset == d).sum())}' for d in per)})")
+    card_f = run / "model" / CARD_FILE
+    card = json.loads(card_f.read_text())
+    card["threshold"] = round(thr, 6)
+    card["notes"] = note
+    card_f.write_text(json.dumps(card, indent=2) + "\n")
+    return {"threshold": thr, "policy": policy, "note": note}

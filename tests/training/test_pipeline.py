@@ -72,6 +72,20 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
     card = json.loads((run / "model" / "model_card.json").read_text())
     assert card["trained"] and 0 <= card["threshold"] <= 1 and card["input_size"] == 64
 
+    # operating point: at most 25 % false alarms on the validation real faces
+    r = train.set_threshold(run, policy="fpr", target_fpr=0.25)
+    from model.api import Detector
+    from training import config as cm
+
+    det = Detector.load(run / "model")
+    assert det.threshold == pytest.approx(r["threshold"], abs=1e-5)
+    df = train.load_table(cm.from_dict(json.loads((run / "config.json").read_text())))
+    val_real = df[(df.split == "val") & (df.label == 0)]
+    s = det.score_crops(train.load_images(val_real["file"].tolist(), 64))
+    assert (s >= det.threshold).mean() <= 0.25
+    with pytest.raises(ValueError):
+        train.set_threshold(run, policy="median")
+
     summary = evaluate.evaluate_run(run)
     assert "frame AUC" in summary
     ev = run / "evaluation"
