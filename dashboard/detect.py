@@ -67,7 +67,7 @@ def faces_view(det, res: Result, threshold: float) -> None:
     if res.image is not None and (res.all_faces or res.kind == "image"):
         faces = res.face_results if res.kind == "image" else next(
             (fr.faces for fr in res.frames if any(f.score == max(x.score for x in res.all_faces) for f in fr.faces)), [])
-        cap = "faces coloured by score (green real → red fake)" + (
+        cap = "boxes: red = fake, green = real at the current threshold" + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
         st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width=720)
     if res.kind == "video" and res.tracks:

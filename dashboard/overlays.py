@@ -14,7 +14,8 @@ def score_color(score: float | None) -> tuple[int, int, int]:
 
 
 def draw_faces(image: np.ndarray, faces, threshold: float, show_label: bool = True, max_side: int = 1280) -> np.ndarray:
-    """Copy of ``image`` (RGB) with each face's box and 'n: score' drawn; downscaled to max_side for display."""
+    """Copy of ``image`` (RGB) with each face's box (red: fake at ``threshold``, green: real) and 'n: score label'
+    drawn; downscaled to max_side for display."""
     img = image.copy()
     scale = 1.0
     if max(img.shape[:2]) > max_side:
@@ -23,7 +24,7 @@ def draw_faces(image: np.ndarray, faces, threshold: float, show_label: bool = Tr
     th = max(2, round(max(img.shape[:2]) / 300))
     for i, f in enumerate(faces):
         x, y, w, h = (int(round(v * scale)) for v in f.box)
-        c = score_color(f.score)
+        c = score_color(None if f.score is None else float(f.score >= threshold))
         cv2.rectangle(img, (x, y), (x + w, y + h), c, th)
         if show_label:
             text = f"{i + 1}: {f.score:.2f} {'fake' if f.score >= threshold else 'real'}"

@@ -25,7 +25,7 @@ else:
     name, data = p.name, p.read_bytes()
 
 c1, c2, c3 = st.columns(3)
-threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 2)), 0.01)
+threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 3)), 0.001, format="%.3f")
 frames = c2.slider("Frames sampled per video", 4, 64, 32, 4)
 strategy = c3.selectbox("Video aggregation", ["max_mean", "mean", "confident"],
                         help="max_mean: max over faces in a frame, mean over frames. confident: the DFDC winner's "

@@ -30,7 +30,7 @@ if run is not None:
         c2.plotly_chart(charts.pr({level: prc}, {level: block.get("ap")}), width="stretch")
 
     st.subheader("Confusion matrix")
-    thr = st.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(m["threshold"], 2)), 0.01,
+    thr = st.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(m["threshold"], 3)), 0.001, format="%.3f",
                     key="eval_threshold")
     if pred is not None and len(pred):
         cm = runs.confusion_at(pred, thr)
@@ -40,7 +40,7 @@ if run is not None:
         c2.markdown(f"TN **{tn}** · FP **{fp}** · FN **{fn}** · TP **{tp}**")
         c2.dataframe(pd.Series(runs.metrics_at(pred, thr)).round(4).rename("value"))
     st.subheader("Per manipulation method and per dataset")
-    st.caption("Per method: that method's fakes against all real faces of the test split.")
+    st.caption("Per method: that method's fakes against the real faces of the video datasets in the test split (FF++/DFD reals; UTKFace photos would make every method look easy).")
     st.dataframe(runs.per_table(m, "per_method"), hide_index=True)
     st.dataframe(runs.per_table(m, "per_dataset"), hide_index=True)
     cal = runs.read_csv(run / "evaluation" / "calibration.csv")

@@ -7,7 +7,7 @@ run = evaluation.run_picker(need_eval=True)
 if run is not None:
     m = runs.evaluation(run)
     pred = runs.predictions(run, "frame")
-    thr = st.slider("Threshold", 0.0, 1.0, float(round(m["threshold"], 2)), 0.01, key="mis_threshold")
+    thr = st.slider("Threshold", 0.0, 1.0, float(round(m["threshold"], 3)), 0.001, format="%.3f", key="mis_threshold")
     kind = st.radio("Show", ["fp", "fn"], horizontal=True,
                     format_func=lambda k: {"fp": "False positives (real faces scored fake)",
                                            "fn": "False negatives (fakes scored real)"}[k])
