@@ -23,7 +23,7 @@ def make_gradcam_fn(model: keras.Model, layer: str = LAST_CONV):
     """Return ``fn(batch, target) -> (N, h, w) CAMs`` for target 'fake' (+logit) or 'real' (-logit)."""
     gm = grad_model(model, layer)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def _cam(x, sign):
         with tf.GradientTape() as tape:
             acts, logit = gm(x, training=False)
