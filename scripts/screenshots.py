@@ -53,6 +53,11 @@ def serve(env: dict[str, str] | None = None, timeout: float = 120.0):
                 raise RuntimeError(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
             time.sleep(0.5)
         yield url
+        try:
+            hwm = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
+            print(f"streamlit server peak memory: {hwm.split(':')[1].strip()}", file=sys.stderr)
+        except (OSError, StopIteration):
+            pass
     finally:
         proc.terminate()
         try:
@@ -75,11 +80,11 @@ def browser():
 
 
 def wait_idle(page, timeout_ms: int = 180_000) -> None:
-    """Wait until Streamlit has finished running the script (no 'Running...' status widget)."""
-    page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
-    page.wait_for_timeout(1500)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
+    """Wait until the page has a title and Streamlit has finished running the script (no Stop button)."""
+    page.wait_for_selector("[data-testid='stApp'] h1", timeout=timeout_ms)
     page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=timeout_ms)
+    page.wait_for_timeout(1500)
 
 
 def upload_and_read_verdict(page, url: str, file: Path, timeout_ms: int = 180_000) -> str:
