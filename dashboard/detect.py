@@ -59,7 +59,7 @@ def verdict(det, res: Result, threshold: float) -> None:
     else:
         how = ("the file's score is the highest face score" if res.kind == "image" else
                f"video score = {'max over faces per frame, mean over frames' if res.strategy == 'max_mean' else res.strategy}")
-        st.caption(f"{SCORE_NOTE} Label 'fake' when score ≥ threshold {threshold:.2f}; {how}. "
+        st.caption(f"{SCORE_NOTE} Label 'fake' when score ≥ threshold {threshold:.3f}; {how}. "
                    "A score is evidence, not proof.")
 
 
