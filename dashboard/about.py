@@ -26,7 +26,13 @@ def render(det) -> None:
     m = card.metrics or {}
     if m:
         st.subheader("Measured numbers (from the run's evaluation)")
-        st.json(m)
+        if m.get("test_frame_auc_video_datasets") is not None:
+            st.markdown(
+                f"**Held-out video faces (FF++/DFD identity groups never seen in training): frame AUC "
+                f"{m['test_frame_auc_video_datasets']:.3f}, video AUC {m.get('test_video_auc_video_datasets', float('nan')):.3f}.** "
+                f"The AUC over all test faces ({m.get('test_frame_auc', float('nan')):.3f}) also counts held-out UTKFace "
+                "photos, which are much easier to call real, so it overstates what the model can do on videos.")
+        st.json(m, expanded=False)
     run = settings.runs_root() / (card.run or "")
     ev = runs.evaluation(run) if card.run else None
     if ev:
