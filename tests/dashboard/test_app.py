@@ -129,3 +129,17 @@ def test_dataset_explorer_refuses_paths_outside_root(app_env):
     at.text_input[0].set_value("/etc").run()
     assert not at.exception
     assert any("Refused" in e.value for e in at.error)
+
+
+def test_detect_bundled_video_sample_shows_timeline(app_env):
+    from dashboard.samples import SAMPLES
+
+    video = next(k for k, v in SAMPLES.items() if v.endswith(".mp4"))
+    at = _app()
+    at.radio[0].set_value("Bundled sample").run()
+    at.selectbox[0].set_value(video).run()
+    assert not at.exception
+    assert 0 <= float(_metric(at, "Score P(fake)")) <= 1
+    assert _metric(at, "Face tracks") == "1"
+    assert at.get("plotly_chart"), "no per-track timeline"
+    assert any("face track" in str(df.value.columns.tolist()) for df in at.dataframe)
