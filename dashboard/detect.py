@@ -6,7 +6,6 @@ import io
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from dashboard import charts, overlays
@@ -65,8 +64,8 @@ def verdict(det, res: Result, threshold: float) -> None:
 
 def faces_view(det, res: Result, threshold: float) -> None:
     if res.image is not None and (res.all_faces or res.kind == "image"):
-        faces = res.face_results if res.kind == "image" else next(
-            (fr.faces for fr in res.frames if any(f.score == max(x.score for x in res.all_faces) for f in fr.faces)), [])
+        faces = res.face_results if res.kind == "image" else max(
+            res.frames, key=lambda fr: max((f.score for f in fr.faces), default=-1.0)).faces  # res.image's frame
         cap = "boxes: red = fake, green = real at the current threshold" + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
         st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width=720)
@@ -120,6 +119,3 @@ def model_card(det) -> None:
     if card.metrics:
         st.json(card.metrics, expanded=False)
 
-
-def as_array(x) -> np.ndarray:
-    return np.asarray(x)

@@ -24,6 +24,11 @@ def detector():
     return get_detector(str(default_model_dir()))
 
 
+def run_detector(run: Path):
+    """The detector a run produced (its misclassifications are explained with its own model)."""
+    return get_detector(str(run / "model")) if (run / "model" / "detector.keras").is_file() else detector()
+
+
 @st.cache_data(show_spinner=False)
 def load_csv(path: str, mtime: float):
     return runs.read_csv(Path(path))

@@ -11,7 +11,7 @@ import os
 import tomllib
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from model.api import REPO_ROOT
 
 
 def runs_root() -> Path:

@@ -148,7 +148,6 @@ class Detector:
         spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[spec], autograph=False)
         self._gradcam = None
-        self._gradcam = None
 
     def video_extractor(self, short_side: int) -> FaceExtractor:
         """Face extraction for video frames: detect on frames downscaled to <= 640 px, ignoring faces smaller

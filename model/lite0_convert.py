@@ -67,8 +67,8 @@ def read_legacy_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     magic = pickle.load(f)
     if magic != _LEGACY_MAGIC:
         raise ValueError(f"{path}: not a legacy PyTorch file")
-    _protocol = pickle.load(f)
-    _sysinfo = pickle.load(f)
+    pickle.load(f)  # protocol version
+    pickle.load(f)  # system info (endianness, type sizes)
     storages: dict[str, list] = {}
     obj = _RestrictedUnpickler(f, storages).load()
     keys = pickle.load(f)

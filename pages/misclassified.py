@@ -31,10 +31,10 @@ if run is not None:
                 st.image(str(p), caption=f"P(fake) {r['score']:.3f} · {r['method']} · {r['dataset']}",
                          width="stretch")
                 if st.toggle("Grad-CAM", key=f"mis_cam_{i}"):
-                    det = det or loaders.detector()
+                    det = det or loaders.run_detector(run)
                     import numpy as np
                     from PIL import Image
 
                     _, over = det.explain(np.asarray(Image.open(p).convert("RGB")))
-                    st.image(over, caption="Grad-CAM (current model)", width="stretch")
+                    st.image(over, caption="Grad-CAM (this run's model)", width="stretch")
         st.dataframe(worst[["score", "label", "method", "dataset", "video", "frame", "image"]], hide_index=True)

@@ -157,4 +157,6 @@ def load_crops(out_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{f} not found: run `python -m training prepare` first")
     df = pd.read_csv(f, keep_default_na=False, dtype={"split": str, "compression": str})
     df["root"] = str(Path(out_dir).resolve())
+    meta = Path(out_dir) / "prepare.json"
+    df["crop_size"] = int(json.loads(meta.read_text())["size"]) if meta.is_file() else 0
     return df

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model.api import REPO_ROOT
 from training import config as config_mod
 from training.prepare import load_crops
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parent.parent
 HISTORY = "history.csv"
 
 
@@ -61,8 +61,12 @@ def load_table(cfg: config_mod.Config) -> pd.DataFrame:
     return df
 
 
-def kps_array(df: pd.DataFrame) -> np.ndarray:
-    return np.array([json.loads(k) if isinstance(k, str) and k else [0.0] * 10 for k in df["kps"]], np.float32)
+def kps_array(df: pd.DataFrame, size: int) -> np.ndarray:
+    """Keypoints (N, 10) in pixels of a ``size`` x ``size`` image (crops may have been prepared at another size)."""
+    k = np.array([json.loads(v) if isinstance(v, str) and v else [0.0] * 10 for v in df["kps"]], np.float32)
+    crop = df["crop_size"].to_numpy(np.float32) if "crop_size" in df else np.zeros(len(df), np.float32)
+    scale = np.where(crop > 0, size / np.maximum(crop, 1), 1.0).astype(np.float32)
+    return k * scale[:, None] if len(k) else k.reshape(0, 10)
 
 
 def _sbi_np(img: np.ndarray, kps: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -85,7 +89,7 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
     def stream(sub: pd.DataFrame, label: float, sbi: bool, s: int):
-        ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub)))
+        ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub, size)))
         ds = ds.shuffle(len(sub), seed=s, reshuffle_each_iteration=True).repeat()
         if sbi:
             rnd = tf.data.Dataset.random(seed=s + 7, rerandomize_each_iteration=True)
@@ -297,7 +301,7 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         reals = train_df[train_df["label"] == 0].sample(min(8, int((train_df.label == 0).sum())), random_state=cfg.seed)
         if len(reals):
             sheet = contact_sheet(list(load_images(reals["file"].tolist(), cfg.model.input_size)),
-                                  list(kps_array(reals) * (cfg.model.input_size / 128.0 if False else 1.0)), seed=cfg.seed)
+                                  list(kps_array(reals, cfg.model.input_size)), seed=cfg.seed)
             cv2.imwrite(str(run / "sbi_examples.png"), sheet[..., ::-1])
 
     val_df = eval_subset(df, "val", cfg.data.max_val_per_dataset, cfg.seed)

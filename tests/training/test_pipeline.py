@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -142,3 +140,13 @@ def test_train_stream_is_label_balanced_and_deterministic(prepared, tmp_path):
     np.testing.assert_array_equal(a, labels(1))  # same seed, same stream
     x, _ = next(iter(train.build_train_dataset(df, cfg, 1)))
     assert x.shape == (8, 64, 64, 3) and float(x.numpy().max()) <= 255.0
+
+
+def test_keypoints_follow_the_model_input_size():
+    from training.train import kps_array
+
+    df = pd.DataFrame({"kps": [json.dumps([64.0, 32.0] * 5), ""], "crop_size": [128, 128]})
+    k = kps_array(df, 64)
+    assert k.shape == (2, 10)
+    np.testing.assert_allclose(k[0], [32.0, 16.0] * 5)
+    assert not k[1].any()  # missing keypoints stay zero (self-blending then uses a canonical layout)
