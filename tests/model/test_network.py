@@ -49,8 +49,29 @@ def test_load_missing_folder(tmp_path):
         load_detector(tmp_path / "nothing")
 
 
-def test_lite0_block_specs_match_b0_stages():
-    specs = network.lite0_block_specs()
-    assert len(specs) == 16
-    assert specs[0] == (1, 3, 1, 32, 16)
-    assert specs[-1] == (6, 3, 1, 192, 320)
+# Layouts read off the wheels' state dicts (blocks per stage, output channels per stage).
+@pytest.mark.parametrize("backbone,repeats,widths", [
+    ("efficientnet_lite0", (1, 2, 2, 3, 3, 4, 1), (16, 24, 40, 80, 112, 192, 320)),
+    ("efficientnet_lite1", (1, 3, 3, 4, 4, 5, 1), (16, 24, 40, 80, 112, 192, 320)),
+    ("efficientnet_lite2", (1, 3, 3, 4, 4, 5, 1), (16, 24, 48, 88, 120, 208, 352)),
+])
+def test_lite_block_specs_follow_lite_scaling(backbone, repeats, widths):
+    import itertools
+
+    specs = network.lite_block_specs(backbone)
+    stages = [(cout, len(list(g))) for cout, g in itertools.groupby(specs, key=lambda s: s[4])]
+    assert tuple(c for c, _ in stages) == widths and tuple(n for _, n in stages) == repeats
+    assert specs[0] == (1, 3, 1, 32, 16)  # fixed 32-channel stem feeds block 0
+    assert [s[2] for s in specs].count(2) == 4  # 4 stride-2 blocks + stride-2 stem: /32
+
+
+@pytest.mark.parametrize("backbone", list(network.LITE_VARIANTS))
+def test_lite_detector_head_and_classifier(backbone):
+    m = build_detector(backbone, 64)
+    assert m.get_layer(LAST_CONV).output.shape[1:] == (2, 2, 1280)  # head fixed at 1280
+    assert not any("se_" in layer.name or "swish" in layer.name for layer in m.layers)  # no squeeze-excite
+    assert m.get_layer(LAST_CONV).max_value == 6.0  # ReLU6
+    clf = network.build_lite_classifier(backbone)
+    assert clf.input_shape[1] == network.LITE_VARIANTS[backbone].resolution and clf.output_shape == (None, 1000)
+    with pytest.raises(ValueError, match="no download"):
+        build_detector(backbone, 64, weights="imagenet")

