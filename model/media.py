@@ -15,7 +15,7 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 MAX_PIXELS = 40_000_000  # 40 MP: larger images are refused before decoding (decompression bombs)
 MAX_FILE_BYTES = 2 * 1024**3
-PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")  # no exotic decoders for untrusted input
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # no exotic decoders for untrusted input
 
 
 class MediaError(ValueError):
