@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model import isolation, limits, media, video
-from model.faces import Face, FaceExtractor
+from model.crops import CropSpec, image_faces
+from model.faces import Face
 from model.media import MediaError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +42,18 @@ class FaceResult:
     box: list[int]
     confidence: float
     keypoints: dict[str, list[float]]
-    score: float
+    score: float  # calibrated P(fake)
     label: str
     frame: int | None = None
     track: int | None = None
     crop: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    raw_score: float | None = None  # the network's output before calibration
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "crop"}
         d["score"] = round(float(self.score), 6)
+        if self.raw_score is not None:
+            d["raw_score"] = round(float(self.raw_score), 6)
         return d
 
 
@@ -82,7 +86,7 @@ class Result:
 
     path: str
     kind: str
-    score: float | None = None
+    score: float | None = None  # calibrated P(fake) of the file
     label: str = "unknown"
     error: str = ""
     note: str = ""  # e.g. "first 600 s analysed" when a limit shortened the analysis
@@ -98,6 +102,7 @@ class Result:
     video_info: dict[str, Any] | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
+    raw_score: float | None = None  # file score before calibration
 
     @property
     def faces(self) -> int:
@@ -113,6 +118,7 @@ class Result:
         d: dict[str, Any] = {
             "path": self.path, "kind": self.kind, "faces": self.faces,
             "score": None if self.score is None else round(float(self.score), 6),
+            "raw_score": None if self.raw_score is None else round(float(self.raw_score), 6),
             "label": self.label, "error": self.error, "note": self.note, "threshold": self.threshold,
             "model": self.model, "model_trained": self.model_trained,
             "score_meaning": "P(fake) in [0, 1]",
@@ -139,47 +145,47 @@ CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note")
 
 # --------------------------------------------------------------------------- detector
 class Detector:
-    def __init__(self, model, card, extractor: FaceExtractor | None = None, name: str = ""):
+    def __init__(self, model, card, spec: CropSpec | None = None, name: str = ""):
         import tensorflow as tf
 
         self.model = model
         self.card = card
         self.name = name or card.backbone
         self.input_size = int(model.input_shape[1])
-        self.extractor = extractor or FaceExtractor(crop_size=self.input_size, margin=card.face_margin)
-        spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[spec], autograph=False)
+        self.spec = spec or card.spec()
+        if self.spec.size != self.input_size:
+            raise ValueError(f"crop spec size {self.spec.size} != model input {self.input_size}")
+        self.calibration = card.calibrator()
+        tspec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
         self._gradcam = None
         self._lock = threading.Lock()  # lazy initialisations shared by concurrent sessions
 
-    def video_extractor(self, short_side: int) -> FaceExtractor:
-        """Face extraction for video frames: detect on frames downscaled to <= 640 px, ignoring faces smaller
-        than 5.5 % of the frame's short side (40 px at 720p). About 4x faster than full resolution on 720p;
-        smaller faces are too small for a reliable verdict anyway. Small videos are not downscaled."""
-        e = self.extractor
-        return FaceExtractor(crop_size=e.crop_size, margin=e.margin, min_confidence=e.min_confidence,
-                             min_face_size=max(e.min_face_size, int(0.055 * short_side)), max_faces=e.max_faces,
-                             max_side=min(e.max_side, 640))
+    def calibrate(self, raw):
+        """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
+        return self.calibration.apply(raw)
 
     # ---- construction
     @classmethod
-    def load(cls, directory: str | os.PathLike | None = None, **extractor_kw) -> "Detector":
+    def load(cls, directory: str | os.PathLike | None = None, **spec_overrides) -> "Detector":
         """Load a saved model folder (``detector.keras`` + ``model_card.json``) with safe_mode.
 
-        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model.
+        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model. The face-crop
+        contract comes from the model card; ``spec_overrides`` (e.g. ``min_confidence=0.8``) change
+        detection settings for this session only.
         """
         from model.network import load_detector
 
         d = Path(directory) if directory else default_model_dir()
         model, card = load_detector(d)
-        ext = FaceExtractor(crop_size=int(model.input_shape[1]), margin=card.face_margin, **extractor_kw)
-        return cls(model, card, ext, name=str(d))
+        spec = card.spec().replace(**spec_overrides) if spec_overrides else None
+        return cls(model, card, spec, name=str(d))
 
     @classmethod
     def untrained(cls, backbone: str = "efficientnet_b0", input_size: int = 128) -> "Detector":
         from model.network import ModelCard, build_detector
 
-        card = ModelCard(backbone=backbone, input_size=input_size)
+        card = ModelCard(backbone=backbone, input_size=input_size, crop_spec=CropSpec(size=input_size).to_dict())
         return cls(build_detector(backbone, input_size), card, name=f"untrained {backbone}")
 
     @property
@@ -201,8 +207,9 @@ class Detector:
 
     # ---- scoring
     def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled tf.function. Only one
-        batch at a time is converted to float32."""
+        """RAW network P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled
+        tf.function. The engine calibrates these (``calibrate``) before showing them. Only one batch at a time
+        is converted to float32."""
         if isinstance(crops, np.ndarray) and crops.ndim == 3:
             crops = crops[None]
         if len(crops) == 0:
@@ -219,41 +226,41 @@ class Detector:
         res = self._base(path, "image")
         res.height, res.width = image.shape[:2]
         res.image = image
-        faces = self.extractor.detect(image)
-        scores = self.score_crops([f.crop for f in faces])
-        res.face_results = [self._face_result(f, s) for f, s in zip(faces, scores)]
-        res.score = float(max(scores)) if len(scores) else None
+        faces = image_faces(image, self.spec)
+        raw = self.score_crops([f.crop for f in faces])
+        res.face_results = [self._face_result(f, s) for f, s in zip(faces, raw)]
+        res.raw_score = float(max(raw)) if len(raw) else None
+        res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
         return res
 
     def analyze_image(self, source: str | os.PathLike | bytes, path: str | None = None) -> Result:
-        """Decode (in a child process unless isolation is off; bytes from memory) and analyse an image. Images
-        larger than ``Limits.image_side`` are analysed downscaled (said in ``note``)."""
+        """Decode (in a child process unless isolation is off; bytes from memory) and analyse an image."""
         name = path or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
         try:
-            image, (w, h) = isolation.load_image(source)
+            image = isolation.load_image(source)
         except MediaError as e:
             res = self._base(name, "image")
             res.error = str(e)
             return res
-        res = self.analyze_array(image, name)
-        if (w, h) != (res.width, res.height):
-            res.note = f"analysed downscaled to {res.width}x{res.height} (from {w}x{h})"
-        return res
+        return self.analyze_array(image, name)
 
-    def _face_result(self, f: Face, score: float, frame: int | None = None, track: int | None = None) -> FaceResult:
+    def _face_result(self, f: Face, raw: float, frame: int | None = None, track: int | None = None) -> FaceResult:
+        score = self.calibrate(float(raw))
         return FaceResult(box=[int(v) for v in f.box], confidence=round(float(f.confidence), 4),
                           keypoints={k: [round(a, 1), round(b, 1)] for k, (a, b) in f.keypoints.items()},
-                          score=float(score), label=self.label_for(float(score)), frame=frame, track=track, crop=f.crop)
+                          score=score, label=self.label_for(score), frame=frame, track=track, crop=f.crop,
+                          raw_score=float(raw))
 
     # ---- videos
-    def analyze_video(self, path: str | os.PathLike, frames: int = 32, strategy: str = "max_mean",
+    def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
                       max_duration_s: float | None = None, progress: Callable[[float, str], None] | None = None,
                       detect_batch: int = 8) -> Result:
-        """Frames stream from the decoder (a child process unless isolation is off), downscaled on arrival; faces
-        are detected and scored ``detect_batch`` frames at a time, so memory does not grow with the frame count:
-        the result keeps one key frame (the highest-scoring face's) and, per face track, the crop of its
-        highest-scoring face. ``max_duration_s`` defaults to ``Limits.max_video_s``."""
+        """Frames stream from the decoder (a child process unless isolation is off), downscaled on arrival to the
+        crop contract's ``decode_max_side``; faces are detected (``spec.video_extractor``) and scored
+        ``detect_batch`` frames at a time, so memory does not grow with the frame count: the result keeps one
+        key frame (the highest-scoring face's) and, per face track, the crop of its highest-scoring face.
+        ``frames`` defaults to ``spec.frames``, ``max_duration_s`` to ``Limits.max_video_s``."""
         res = self._base(str(path), "video")
         res.strategy = strategy
         if strategy not in video.STRATEGIES:
@@ -262,41 +269,44 @@ class Detector:
         fps, vx, key, best = 25.0, None, None, -1.0
         linker = video.TrackLinker()
         track_best: dict[int, FaceResult] = {}
+        raw_frames: list[list[float]] = []
         if progress:
             progress(0.0, "decoding frames")
         try:
             t0 = time.perf_counter()
-            with isolation.video_frames(path, n=frames, max_duration_s=max_duration_s) as stream:
+            with isolation.video_frames(path, n=frames or self.spec.frames, max_duration_s=max_duration_s,
+                                        max_side=self.spec.decode_max_side) as stream:
                 fps = stream.info.fps or 25.0
                 planned = max(stream.planned, 1)
                 timings["decode_s"] += time.perf_counter() - t0
                 for chunk in video.iter_batches(video.timed(stream, timings, "decode_s"), detect_batch):
                     if vx is None:
                         res.height, res.width = chunk[0][1].shape[:2]
-                        vx = self.video_extractor(min(res.height, res.width))
+                        vx = self.spec.video_extractor(min(res.height, res.width))
                         key = chunk[0][1]
                     t0 = time.perf_counter()
                     per_frame = vx.detect_batch([f for _, f in chunk])
                     t1 = time.perf_counter()
-                    scores = self.score_crops([f.crop for faces in per_frame for f in faces])
+                    raw = self.score_crops([f.crop for faces in per_frame for f in faces])
                     timings["detect_s"] += t1 - t0
                     timings["classify_s"] += time.perf_counter() - t1
                     k = 0
                     for (idx, frame), faces in zip(chunk, per_frame):
                         frs = []
                         for f, tid in zip(faces, linker.add([f.box for f in faces])):
-                            fr = self._face_result(f, float(scores[k]), frame=idx, track=tid)
+                            fr = self._face_result(f, float(raw[k]), frame=idx, track=tid)
                             k += 1
                             frs.append(fr)
                             prev = track_best.get(tid)
-                            if prev is None or fr.score > prev.score:
+                            if prev is None or fr.raw_score > prev.raw_score:
                                 if prev is not None:
                                     prev.crop = None  # only each track's best crop is kept
                                 track_best[tid] = fr
                             else:
                                 fr.crop = None
-                            if fr.score > best:
-                                best, key = fr.score, frame
+                            if fr.raw_score > best:
+                                best, key = fr.raw_score, frame
+                        raw_frames.append([f.raw_score for f in frs])
                         res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
                     if progress:
                         progress(min(0.99, len(res.frames) / planned), f"analysing frames: {len(res.frames)}/{planned}")
@@ -314,13 +324,14 @@ class Detector:
         tracks: dict[int, list[tuple[int, float]]] = {}
         for fr in res.frames:
             for f in fr.faces:
-                tracks.setdefault(f.track, []).append((fr.index, f.score))
+                tracks.setdefault(f.track, []).append((fr.index, f.raw_score))
         for tid, items in sorted(tracks.items()):
             ts = [s for _, s in items]
-            tscore = video.aggregate([[s] for s in ts], strategy)
-            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=ts, score=float(tscore),
-                                          label=self.label_for(tscore)))
-        res.score = video.aggregate([[f.score for f in fr.faces] for fr in res.frames], strategy)
+            tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
+            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=[float(v) for v in self.calibrate(ts)],
+                                          score=float(tscore), label=self.label_for(tscore)))
+        res.raw_score = video.aggregate(raw_frames, strategy)
+        res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
         res.image = key
         if progress:
@@ -328,7 +339,7 @@ class Detector:
         return res
 
     # ---- dispatch
-    def analyze(self, path: str | os.PathLike | bytes, frames: int = 32, strategy: str = "max_mean",
+    def analyze(self, path: str | os.PathLike | bytes, frames: int | None = None, strategy: str = "max_mean",
                 progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
         """Analyse any file or in-memory upload; every user-input problem is returned in ``result.error``, never
         raised. The type comes from the content (magic bytes), not the name. Runs in one of the process-wide
@@ -381,4 +392,3 @@ class Detector:
         cam = self._gradcam(c[None].astype(np.float32), target)[0]
         heat = gradcam.normalize_cam(cam, self.input_size)
         return heat, gradcam.overlay(c.astype(np.uint8), heat)
-

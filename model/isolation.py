@@ -1,8 +1,8 @@
 """Untrusted files are decoded in a child process with a memory limit and a wall-time limit, so that a malicious
 or broken file costs one clear error, never the server.
 
-    image, (w, h) = isolation.load_image(path_or_bytes)      # decoded (and downscaled) in a child
-    with isolation.video_frames(path, n=32) as frames:       # frames stream from the child, one at a time
+    image = isolation.load_image(path_or_bytes)              # decoded in a child
+    with isolation.video_frames(path, n=32, max_side=1920) as frames:  # frames stream from the child, one at a time
         for index, rgb in frames: ...
         frames.info                                          # VideoInfo, final after the loop
 
@@ -143,12 +143,14 @@ class _Worker:
                 raise DecoderGone("the decoder sent garbage")
             self._fill()
 
-    def array(self, shape, max_side: int) -> np.ndarray:
+    def array(self, shape, max_side: int | None = None, max_pixels: int | None = None) -> np.ndarray:
+        """Read an array the child announced, after checking its size against what was asked for."""
         try:
             h, w, c = (int(v) for v in shape)
         except (TypeError, ValueError):
             raise DecoderGone("the decoder sent garbage") from None
-        if not (0 < h <= max_side and 0 < w <= max_side and c == 3):
+        if not (0 < h and 0 < w and c == 3 and (max_side is None or max(h, w) <= max_side)
+                and (max_pixels is None or h * w <= max_pixels)):
             raise DecoderGone(f"the decoder sent an unexpected {w}x{h}x{c} array")
         arr = np.empty((h, w, c), np.uint8)
         view = memoryview(arr).cast("B")
@@ -222,18 +224,15 @@ def _timeout_error(lim: limits_mod.Limits) -> MediaError:
     return MediaError(f"decoding took longer than the {lim.decode_timeout_s:g} s limit (stopped)")
 
 
-def load_image(source: str | os.PathLike | bytes, lim: limits_mod.Limits | None = None
-               ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode an image (path or bytes) -> (HxWx3 uint8 RGB, downscaled to ``lim.image_side``; original (w, h)).
-    Raises MediaError with a one-line reason for anything wrong with the file or the decoding."""
+def load_image(source: str | os.PathLike | bytes, lim: limits_mod.Limits | None = None) -> np.ndarray:
+    """Decode an image (path or bytes) -> HxWx3 uint8 RGB (see ``media.load_image``), in a child process unless
+    isolation is off. Raises MediaError with a one-line reason for anything wrong with the file or decoding."""
     from model import media
 
     lim = lim or limits_mod.current()
     if not lim.isolate:
-        img = media.load_image(source, max_pixels=lim.max_image_pixels)
-        h, w = img.shape[:2]
-        return np.ascontiguousarray(media.fit_side(img, lim.image_side)), (w, h)
-    req = {"op": "image", "max_pixels": lim.max_image_pixels, "max_side": lim.image_side}
+        return media.load_image(source, max_pixels=lim.max_image_pixels)
+    req = {"op": "image", "max_pixels": lim.max_image_pixels}
     payload = None
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -255,10 +254,9 @@ def load_image(source: str | os.PathLike | bytes, lim: limits_mod.Limits | None 
             raise MediaError(str(msg.get("message", "could not decode the image")).splitlines()[0])
         if msg.get("t") != "image":
             raise DecoderGone("the decoder sent garbage")
-        img = w.array(msg.get("shape"), lim.image_side)
-        orig = tuple(int(v) for v in msg.get("orig", img.shape[1::-1]))
+        img = w.array(msg.get("shape"), max_pixels=lim.max_image_pixels)
         ok = not msg.get("retire")
-        return img, orig
+        return img
     except TimeoutError:
         raise _timeout_error(lim) from None
     except DecoderGone as e:
@@ -285,14 +283,16 @@ def _video_info(msg: dict):
 class RemoteFrames:
     """Frames streamed from a decoder child; same interface as ``video.FrameSampler``."""
 
-    def __init__(self, path, n: int, max_duration_s: float | None, max_frames: int, lim: limits_mod.Limits):
+    def __init__(self, path, n: int, max_duration_s: float | None, max_frames: int, max_side: int | None,
+                 lim: limits_mod.Limits):
         from model import media
 
         self.lim = lim
+        self.max_side = max_side
         self._done = False
         self._worker: _Worker | None = None
         req = {"op": "video", "path": str(media.check_file(path).resolve()), "n": int(n),
-               "max_duration_s": max_duration_s, "max_frames": int(max_frames), "max_side": lim.frame_side,
+               "max_duration_s": max_duration_s, "max_frames": int(max_frames), "max_side": max_side,
                "max_frame": list(lim.max_frame), "threads": FFMPEG_THREADS}
         self._worker = POOL.get(lim)
         try:
@@ -337,7 +337,7 @@ class RemoteFrames:
                 msg = self._expect()
                 if msg.get("t") == "frame":
                     try:
-                        arr = self._worker.array(msg.get("shape"), self.lim.frame_side)
+                        arr = self._worker.array(msg.get("shape"), max_side=self.max_side or max(self.lim.max_frame))
                     except TimeoutError:
                         raise _timeout_error(self.lim) from None
                     except DecoderGone as e:
@@ -363,9 +363,10 @@ class RemoteFrames:
 
 
 def video_frames(path, n: int = 32, max_duration_s: float | None = None, max_frames: int = 300,
-                 lim: limits_mod.Limits | None = None):
-    """Sampled, downscaled frames of a video (see ``video.FrameSampler``), decoded in a child process unless
-    isolation is off. Raises MediaError (too large, unreadable, over the memory or time limit...)."""
+                 max_side: int | None = None, lim: limits_mod.Limits | None = None):
+    """Sampled frames of a video, each downscaled to ``max_side`` right after decoding (see
+    ``video.FrameSampler``), decoded in a child process unless isolation is off. ``max_duration_s`` defaults to
+    ``lim.max_video_s``. Raises MediaError (too large, unreadable, over the memory or time limit...)."""
     from model import video
 
     lim = lim or limits_mod.current()
@@ -373,8 +374,8 @@ def video_frames(path, n: int = 32, max_duration_s: float | None = None, max_fra
         max_duration_s = lim.max_video_s
     if not lim.isolate:
         return video.FrameSampler(path, n=n, max_duration_s=max_duration_s, max_frames=max_frames,
-                                  max_side=lim.frame_side, max_frame=lim.max_frame, threads=FFMPEG_THREADS)
-    return RemoteFrames(path, n, max_duration_s, max_frames, lim)
+                                  max_side=max_side, max_frame=lim.max_frame, threads=FFMPEG_THREADS)
+    return RemoteFrames(path, n, max_duration_s, max_frames, max_side, lim)
 
 
 # =========================================================================== child side
@@ -448,9 +449,7 @@ def _child(mem_mb: int, idle_s: float) -> int:
             payload = inp.read(int(req["size"])) if req.get("size") else None
             if req["op"] == "image":
                 img = media.load_image(payload if payload is not None else req["path"], max_pixels=req["max_pixels"])
-                h, w = img.shape[:2]
-                img = media.fit_side(img, req["max_side"])
-                send({"t": "image", "shape": list(img.shape), "orig": [w, h], "retire": near_limit()}, img)
+                send({"t": "image", "shape": list(img.shape), "retire": near_limit()}, img)
                 del img
             elif req["op"] == "video":
                 sampler = video.FrameSampler(req["path"], n=req["n"], max_duration_s=req["max_duration_s"],

@@ -1,14 +1,13 @@
 """Resource limits for analysing untrusted media, and the process-wide analysis slots.
 
-Every limit has a default that fits a small public host (2 cores, <= 2.7 GB) and can be changed with an
+Frames are downscaled right after decoding to the face-crop contract's ``decode_max_side`` (model/crops.py), so
+training and inference see the same pixels. Every limit has a default that fits a small public host (2 cores, <= 2.7 GB) and can be changed with an
 environment variable (read at first use) or, for the command line, a flag (``configure`` overrides both):
 
     DEEPFAKE_MAX_FRAME         largest video frame accepted, WxH in either orientation (default 3840x2160);
                                a larger video is refused from its header, before a frame is decoded
     DEEPFAKE_MAX_VIDEO_S       seconds of video analysed (default 600); longer videos say "first 600 s analysed"
-    DEEPFAKE_FRAME_SIDE        video frames are downscaled right after decoding to this longer side (default 1280)
     DEEPFAKE_MAX_IMAGE_MP      largest image accepted, in megapixels (default 40), refused before decoding
-    DEEPFAKE_IMAGE_SIDE        images are downscaled after decoding to this longer side (default 4096)
     DEEPFAKE_DECODE_MEM_MB     memory a decoder process may use for one file, on top of its own ~300 MB of
                                address space (default 768; enforced with RLIMIT_AS)
     DEEPFAKE_DECODE_TIMEOUT_S  wall time the decoder may take for one file (default 120)
@@ -29,9 +28,7 @@ from typing import Callable, Iterator
 ENV = {
     "max_frame": "DEEPFAKE_MAX_FRAME",
     "max_video_s": "DEEPFAKE_MAX_VIDEO_S",
-    "frame_side": "DEEPFAKE_FRAME_SIDE",
     "max_image_mp": "DEEPFAKE_MAX_IMAGE_MP",
-    "image_side": "DEEPFAKE_IMAGE_SIDE",
     "decode_mem_mb": "DEEPFAKE_DECODE_MEM_MB",
     "decode_timeout_s": "DEEPFAKE_DECODE_TIMEOUT_S",
     "isolate": "DEEPFAKE_ISOLATE",
@@ -51,16 +48,14 @@ def parse_size(text: str) -> tuple[int, int]:
 class Limits:
     max_frame: tuple[int, int] = (3840, 2160)
     max_video_s: float = 600.0
-    frame_side: int = 1280
     max_image_mp: float = 40.0
-    image_side: int = 4096
     decode_mem_mb: int = 768
     decode_timeout_s: float = 120.0
     isolate: bool = True
     max_analyses: int = 1
 
     def __post_init__(self):
-        for f in ("max_video_s", "frame_side", "max_image_mp", "image_side", "decode_mem_mb", "decode_timeout_s",
+        for f in ("max_video_s", "max_image_mp", "decode_mem_mb", "decode_timeout_s",
                   "max_analyses"):
             if not getattr(self, f) > 0:
                 raise ValueError(f"limit {f} must be positive, got {getattr(self, f)!r}")
@@ -88,8 +83,8 @@ class Limits:
     def from_env(cls, environ=None) -> "Limits":
         env = os.environ if environ is None else environ
         kw = {}
-        casts = {"max_frame": parse_size, "max_video_s": float, "frame_side": int, "max_image_mp": float,
-                 "image_side": int, "decode_mem_mb": int, "decode_timeout_s": float,
+        casts = {"max_frame": parse_size, "max_video_s": float, "max_image_mp": float,
+                 "decode_mem_mb": int, "decode_timeout_s": float,
                  "isolate": lambda v: v.strip().lower() not in ("0", "false", "no", "off"), "max_analyses": int}
         for field, var in ENV.items():
             v = env.get(var)

@@ -107,25 +107,47 @@ def open_video(path, max_frame: tuple[int, int] | None = None, threads: int = 0)
     return cap, info
 
 
+def downscale(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Shrink a frame so its longer side is at most ``max_side`` (INTER_AREA); smaller frames are kept."""
+    if not max_side:
+        return frame
+    h, w = frame.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1.0:
+        return frame
+    return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+RESERVOIR_BYTES = 192 * 1024 * 1024  # sequential sampling: above this, decode twice instead of keeping frames
+
+
 class FrameSampler:
     """``n`` frames spread uniformly over the first ``max_duration_s`` seconds, as (index, HxWx3 uint8 RGB) with
     rotation applied, each downscaled to ``max_side`` right after it is decoded (no full-size frame is kept).
 
-    Containers that report a frame count are sampled by grabbing forward to close targets and seeking to
-    distant ones; containers without one (browser-recorded WebM, live streams) are decoded front to back,
-    keeping an evenly thinned reservoir of at most 2n downscaled frames. Frames that fail to decode (truncated
-    files) are skipped. ``info`` is final once the iteration ends (frame count of sequential containers,
+    ``indices`` asks for those frames instead. Containers that report a frame count are sampled by grabbing
+    forward to close targets and seeking to distant ones; containers without one (browser-recorded WebM, live
+    streams) are decoded front to back, keeping an evenly thinned reservoir of at most 2n downscaled frames
+    (when those would exceed ``RESERVOIR_BYTES``, frames are counted in a first pass and the chosen ones
+    decoded in a second). Frames that fail to decode (truncated files) are skipped. ``info`` is final once the iteration ends (frame count of sequential containers,
     whether the video was cut). Use as an iterator, once; ``close()`` (or ``with``) releases the decoder.
     """
 
     def __init__(self, path, n: int = 32, max_duration_s: float | None = 600.0, max_frames: int = 300,
-                 max_side: int | None = None, max_frame: tuple[int, int] | None = None, threads: int = 0):
+                 max_side: int | None = None, max_frame: tuple[int, int] | None = None, threads: int = 0,
+                 indices: Sequence[int] | None = None):
+        self.path, self.threads = path, threads
         self.cap, self.info = open_video(path, max_frame=max_frame, threads=threads)
         self.n = max(0, min(int(n), int(max_frames)))
         self.max_duration_s = max_duration_s
         self.max_side = max_side
         self.decoded = 0
-        if self.info.sequential:
+        self.indices = sorted({int(i) for i in indices if int(i) >= 0}) if indices is not None else None
+        if self.indices is not None:
+            self.info.sequential = False  # explicit frames: grab forward / seek to each
+            self.wanted = self.indices
+            self.planned = len(self.wanted)
+        elif self.info.sequential:
             self.planned = self.n
         else:
             count = self.info.frame_count
@@ -150,9 +172,9 @@ class FrameSampler:
             self.cap = None
 
     def _prep(self, bgr: np.ndarray) -> np.ndarray:
-        from model.media import fit_side
-
-        return _rotate(cv2.cvtColor(fit_side(bgr, self.max_side), cv2.COLOR_BGR2RGB), self.info.rotation)
+        # downscale first: colour conversion and rotation then touch the small frame only (the result is the
+        # same: both are per-pixel permutations)
+        return _rotate(cv2.cvtColor(downscale(bgr, self.max_side), cv2.COLOR_BGR2RGB), self.info.rotation)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         try:
@@ -193,7 +215,7 @@ class FrameSampler:
         if self.max_duration_s:
             limit = int(self.max_duration_s * (info.fps if fps_known else 120))
         keep = max(self.n, 1)
-        stride, kept, idx = 1, [], 0
+        stride, kept, idx, two_pass = 1, [], 0, False
         while True:
             if limit is not None and idx >= limit:
                 info.truncated = cap.grab()
@@ -203,10 +225,12 @@ class FrameSampler:
             if self.max_duration_s and not fps_known and cap.get(cv2.CAP_PROP_POS_MSEC) > 1000 * self.max_duration_s:
                 info.truncated = True
                 break
-            if idx % stride == 0:
+            if not two_pass and idx % stride == 0:
                 ok, frame = cap.retrieve()
                 if ok and frame is not None:
                     kept.append((idx, self._prep(frame)))
+                    if 2 * keep * kept[-1][1].nbytes > RESERVOIR_BYTES:
+                        two_pass, kept = True, []  # large frames: count now, decode the chosen ones later
                 if len(kept) >= 2 * keep:
                     stride *= 2
                     kept = [k for k in kept if k[0] % stride == 0]
@@ -214,21 +238,48 @@ class FrameSampler:
         info.frame_count = idx
         if info.truncated:
             info.analysed_s = float(self.max_duration_s)
+        if two_pass:
+            self.close()
+            yield from self._second_pass(sample_indices(idx, self.n))
+            return
         chosen = sample_indices(len(kept), self.n)
         for i in chosen:
             yield kept[i]
             kept[i] = None  # release as we go
 
+    def _second_pass(self, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        self.cap, _ = open_video(self.path, threads=self.threads)
+        targets = set(wanted)
+        idx = 0
+        while targets and idx <= wanted[-1]:
+            if not self.cap.grab():
+                break
+            if idx in targets:
+                ok, frame = self.cap.retrieve()
+                if ok and frame is not None:
+                    yield idx, self._prep(frame)
+                targets.discard(idx)
+            idx += 1
+
 
 def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0, max_frames: int = 300,
-                max_side: int | None = None, max_frame: tuple[int, int] | None = None
-                ) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
+                max_side: int | None = None, indices: Sequence[int] | None = None,
+                max_frame: tuple[int, int] | None = None) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
     """All sampled frames at once (see ``FrameSampler``) -> (info, [(index, frame)]). Keeps every frame in memory:
     for trusted files and small ``n`` (training); analysis of uploads streams through ``FrameSampler``."""
     sampler = FrameSampler(path, n=n, max_duration_s=max_duration_s, max_frames=max_frames, max_side=max_side,
-                           max_frame=max_frame)
+                           max_frame=max_frame, indices=indices)
     out = list(sampler)
     return sampler.info, out
+
+
+def read_frame(path, index: int, max_side: int | None = None) -> np.ndarray | None:
+    """One decoded frame (RGB, rotation applied, downscaled like ``read_frames``), or None."""
+    try:
+        _, got = read_frames(path, indices=[int(index)], max_side=max_side, max_duration_s=None)
+    except MediaError:
+        return None
+    return got[0][1] if got and got[0][0] == int(index) else None
 
 
 # --------------------------------------------------------------------------- tracks

@@ -12,9 +12,9 @@ def test_defaults_and_environment():
     assert d == Limits() and d.max_frame == (3840, 2160) and d.max_video_s == 600 and d.max_analyses == 1
     assert d.isolate and d.max_image_pixels == 40_000_000
     e = Limits.from_env({"DEEPFAKE_MAX_FRAME": "1920x1080", "DEEPFAKE_MAX_VIDEO_S": "30", "DEEPFAKE_ISOLATE": "0",
-                         "DEEPFAKE_MAX_ANALYSES": "3", "DEEPFAKE_DECODE_MEM_MB": "256", "DEEPFAKE_FRAME_SIDE": " "})
+                         "DEEPFAKE_MAX_ANALYSES": "3", "DEEPFAKE_DECODE_MEM_MB": "256", "DEEPFAKE_DECODE_TIMEOUT_S": " "})
     assert (e.max_frame, e.max_video_s, e.isolate, e.max_analyses, e.decode_mem_mb) == ((1920, 1080), 30, False, 3, 256)
-    assert e.frame_side == Limits().frame_side  # blank: default
+    assert e.decode_timeout_s == Limits().decode_timeout_s  # blank: default
     with pytest.raises(ValueError, match="DEEPFAKE_MAX_FRAME"):
         Limits.from_env({"DEEPFAKE_MAX_FRAME": "big"})
     with pytest.raises(ValueError, match="DEEPFAKE_MAX_ANALYSES"):

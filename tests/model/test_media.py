@@ -141,9 +141,3 @@ def test_decoders_outside_the_whitelist_are_not_used(fmt):
     Image.open(io.BytesIO(data)).load()  # Pillow itself reads it...
     with pytest.raises(MediaError, match="not a readable image"):
         load_image(data)  # ...we do not
-
-
-def test_fit_side():
-    a = np.zeros((1000, 500, 3), np.uint8)
-    assert media.fit_side(a, 400).shape == (400, 200, 3)
-    assert media.fit_side(a, 2000) is a and media.fit_side(a, None) is a
