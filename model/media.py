@@ -105,6 +105,38 @@ def content_kind(source: str | os.PathLike | bytes, name: str | None = None) -> 
                      f"WMV, FLV)")
 
 
+def check_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"file not found: {p}")
+    if not p.is_file():
+        raise MediaError(f"not a regular file: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise MediaError("empty file (0 bytes)")
+    if size > MAX_FILE_BYTES:
+        raise MediaError(f"file too large ({size / 1e9:.1f} GB; limit {MAX_FILE_BYTES / 1e9:.0f} GB)")
+    return p
+
+
+def to_rgb8(img: Image.Image) -> np.ndarray:
+    """Any PIL image (L, LA, P, RGBA, I;16, I, F, CMYK...) -> HxWx3 uint8 RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16"):
+            a = a / 257.0
+        elif a.max() > 255:
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) * (255.0 / max(hi - lo, 1e-9))
+        g = np.clip(a, 0, 255).round().astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(bg, rgba).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
 def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file or bytes (from memory, no temp file) into HxWx3 uint8 RGB, EXIF orientation applied.
     Formats are restricted to the ones ``sniff`` accepts."""
