@@ -8,7 +8,7 @@ or broken file costs one clear error, never the server.
 
 The child (``python -m model.isolation``) imports only OpenCV, NumPy and Pillow, then limits its own address
 space (RLIMIT_AS: its base after those imports + ``Limits.decode_mem_mb``), forbids core dumps and file writes,
-and dies with its parent. It stays alive between files (no start-up cost per file) and is replaced after a
+and exits when its parent goes (EOF on its stdin). It stays alive between files (no start-up cost per file) and is replaced after a
 crash, a timeout, a memory error or 200 files. The parent waits at most ``Limits.decode_timeout_s`` in total for
 one file, then kills it. With ``Limits.isolate`` off the same code runs in-process (trusted files only).
 
@@ -387,16 +387,6 @@ def _vm_bytes(field: str = "VmSize") -> int:
     raise OSError(f"no {field}")
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _child(mem_mb: int, idle_s: float) -> int:
     import cv2  # noqa: F401  (loaded before the limit is measured)
     import PIL.Image  # noqa: F401
@@ -407,7 +397,8 @@ def _child(mem_mb: int, idle_s: float) -> int:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries must not corrupt the protocol
     inp = sys.stdin.buffer
-    _die_with_parent()
+    # No PR_SET_PDEATHSIG: it fires when the *thread* that started the child ends (a Streamlit script run),
+    # not the process. A child whose parent died sees EOF on stdin (idle) or EPIPE on stdout (busy) and exits.
     info = {"t": "ready", "limit_mb": None}
     limit = None
     try:

@@ -141,3 +141,21 @@ def test_detector_reports_limits_in_the_result(tiny_detector, tmp_path, bomb, cl
     assert res.note == "first 1 s of 3 s analysed (video longer than the 1 s limit)"
     assert res.to_dict()["note"] == res.note and res.csv_row()["note"] == res.note
     assert max(fr.index for fr in res.frames) < 10
+
+
+def test_child_outlives_the_thread_that_started_it(clip):
+    """Streamlit runs each script run in its own thread: a pooled child must survive that thread."""
+    import threading
+    import time
+
+    isolation.POOL.shutdown()
+    t = threading.Thread(target=lambda: list(isolation.video_frames(clip, n=2, lim=DEFAULT)))
+    t.start()
+    t.join(60)
+    started = isolation.POOL.started
+    pid = isolation.POOL.idle_pids()[-1]
+    time.sleep(0.5)
+    with isolation.video_frames(clip, n=2, lim=DEFAULT) as frames:
+        assert frames._worker.pid == pid
+        assert len(list(frames)) == 2
+    assert isolation.POOL.started == started
