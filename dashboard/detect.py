@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-import tempfile
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -11,39 +12,66 @@ import streamlit as st
 from dashboard import charts, overlays
 from model.api import CSV_COLUMNS, Result
 from model.media import IMAGE_EXTS, VIDEO_EXTS
+from model.video import downscale
 
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTS | VIDEO_EXTS)
 SCORE_NOTE = "Score = P(fake), the model's probability that a face is manipulated, from 0 (real) to 1 (fake)."
+DISPLAY_SIDE = 1280  # what a session keeps of the image / key frame (longer side, pixels)
+MAX_SHOWN_FACES = 12
 
 
-def analyze_bytes(det, name: str, data: bytes, frames: int, strategy: str, progress=None) -> Result:
-    """Analyse uploaded bytes. Videos go through a private temp folder that is always removed."""
+def analyze_upload(det, name: str, data: bytes, frames: int | None, strategy: str, progress=None) -> Result:
+    """Analyse uploaded bytes. The type comes from the content; images are decoded from memory, videos pass
+    through a private temp folder that is always removed (``model.uploads``); decoding runs in a limited
+    child process and waits for one of the server's analysis slots (``model.limits``)."""
     safe_name = Path(name).name or "upload"
-    suffix = Path(safe_name).suffix.lower()
-    with tempfile.TemporaryDirectory(prefix="dfd_upload_") as tmp:
-        p = Path(tmp) / f"upload{suffix}"
-        p.write_bytes(data)
-        return det.analyze(p, frames=frames, strategy=strategy, progress=progress, display_name=safe_name)
+    return det.analyze(data, frames=frames, strategy=strategy, progress=progress, display_name=safe_name)
 
 
-def run_analysis(det, key: str, name: str, data: bytes, frames: int, strategy: str) -> Result:
-    """Analyse once per (file, settings); the result lives in session state so widgets don't redo it."""
+def compact(res: Result, max_side: int = DISPLAY_SIDE) -> Result:
+    """What a session keeps of a result: the image or key frame downscaled to ``max_side`` (boxes are scaled
+    when drawn) and the crops of the faces shown (Grad-CAM needs them) only."""
+    if res.image is not None:
+        res.image = downscale(res.image, max_side)
+    shown = {id(f) for f in _representative_faces(res)}
+    for f in res.all_faces:
+        if id(f) not in shown:
+            f.crop = None
+    return res
+
+
+def run_analysis(det, key: str, name: str, data: bytes, frames: int | None, strategy: str) -> Result:
+    """Analyse once per (file, settings); the compacted result lives in session state so widgets don't redo it.
+    While the server's analysis slots are busy the progress bar says so, and the result says how long it
+    waited."""
     cache = st.session_state.setdefault("detect_results", {})
     if key not in cache:
         bar = st.progress(0.0, text="Analysing…")
-        res = analyze_bytes(det, name, data, frames, strategy,
-                            progress=lambda f, m: bar.progress(min(max(f, 0.0), 1.0), text=m))
+        waiting_since = []
+
+        def progress(f: float, m: str) -> None:
+            if m.startswith("waiting") and not waiting_since:
+                waiting_since.append(time.monotonic())
+            bar.progress(min(max(f, 0.0), 1.0), text=m[:1].upper() + m[1:] + ("…" if m.startswith("waiting") else ""))
+
+        res = analyze_upload(det, name, data, frames, strategy, progress=progress)
         bar.empty()
         cache.clear()  # keep one result: memory stays small
-        cache[key] = res
         st.session_state.pop("gradcam", None)
-    return cache[key]
+        cache[key] = (compact(res), time.monotonic() - waiting_since[0] if waiting_since else 0.0)
+    res, waited = cache[key]
+    if waited >= 0.5:
+        st.caption(f"Waited {waited:.0f} s for a free analysis slot: this server runs a limited number of "
+                   "analyses at once.")
+    return res
 
 
 def verdict(det, res: Result, threshold: float) -> None:
     if res.error:
         st.error(f"Could not analyse **{res.path}**: {res.error}")
         return
+    if res.note:
+        st.info(f"Note: {res.note}.")
     if res.score is None:
         st.warning("No face found: nothing to score. Try a sharper or larger, front-facing face.")
         return
@@ -68,6 +96,9 @@ def faces_view(det, res: Result, threshold: float) -> None:
             res.frames, key=lambda fr: max((f.score for f in fr.faces), default=-1.0)).faces  # res.image's frame
         cap = "boxes: red = fake, green = real at the current threshold" + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
+        scale = res.image.shape[1] / max(res.width, 1)  # the kept image is downscaled (``compact``)
+        if abs(scale - 1.0) > 1e-6:
+            faces = [dataclasses.replace(f, box=[round(v * scale) for v in f.box]) for f in faces]
         st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width=720)
     if res.kind == "video" and res.tracks:
         st.plotly_chart(charts.timeline(res.frames, res.tracks, threshold), width="stretch")
@@ -90,7 +121,7 @@ def faces_view(det, res: Result, threshold: float) -> None:
             c2.image(cams[i], caption="Grad-CAM (red = towards fake)", width=160)
 
 
-def _representative_faces(res: Result, limit: int = 12):
+def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
     """Image: every face. Video: the highest-scoring face of each track."""
     if res.kind == "image":
         return res.face_results[:limit]

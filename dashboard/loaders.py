@@ -9,10 +9,13 @@ from dashboard import runs
 from model.api import default_model_dir
 
 
-@st.cache_resource(show_spinner="Loading the detector (first time only)…")
+@st.cache_resource(show_spinner="Loading the detector (first time only)…", max_entries=4)
 def get_detector(model_dir: str):
     from model.api import Detector
     from model.faces import get_mtcnn
+    from model.uploads import sweep_stale_once
+
+    sweep_stale_once()  # upload folders left by a killed server process
 
     d = Path(model_dir)
     det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
@@ -29,7 +32,7 @@ def run_detector(run: Path):
     return get_detector(str(run / "model")) if (run / "model" / "detector.keras").is_file() else detector()
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
 def load_csv(path: str, mtime: float):
     return runs.read_csv(Path(path))
 

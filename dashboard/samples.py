@@ -1,8 +1,12 @@
 """Bundled samples the project makes itself from public-domain images shipped in scikit-image's wheel
-(``skimage.data``): nothing from any dataset. Written once into a cache folder."""
+(``skimage.data``): nothing from any dataset. Generated once into a private cache folder (0700, this user's;
+``settings.cache_root()``), each file written under a unique temporary name and renamed into place, so
+concurrent sessions never see a half-written sample and no other local user can plant one."""
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
 from pathlib import Path
 
 import cv2
@@ -16,16 +20,31 @@ SAMPLES = {
 }
 
 
+_DIRS: dict[Path, Path] = {}
+_LOCK = threading.Lock()
+
+
 def sample_dir() -> Path:
-    d = Path(tempfile.gettempdir()) / "deepfake_detect_samples"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """The private folder samples live in (checked once per process and cache root; see
+    ``uploads.private_dir``: a folder another user could write to is not used)."""
+    from dashboard.settings import cache_root
+    from model.uploads import private_dir
+
+    root = cache_root() / "samples"
+    with _LOCK:
+        d = _DIRS.get(root)
+        if d is None or not d.is_dir():
+            d = _DIRS[root] = private_dir(root)
+        return d
 
 
 def _write_jpg(path: Path, rgb: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    cv2.imwrite(str(tmp), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-    tmp.replace(path)
+    from model.uploads import write_atomic
+
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise RuntimeError(f"could not encode {path.name}")
+    write_atomic(path, buf.tobytes())
 
 
 def _selfblend(img: np.ndarray) -> np.ndarray:
@@ -46,15 +65,20 @@ def _selfblend(img: np.ndarray) -> np.ndarray:
 def _clip(path: Path, img: np.ndarray) -> None:
     h, w = 360, 640
     face = cv2.resize(img[0:330, 90:360], (200, 244))
-    tmp = path.with_name(path.stem + ".tmp.mp4")
-    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
-    for i in range(40):
-        f = np.full((h, w, 3), (70, 90, 110), np.uint8)
-        x = 60 + i * 8
-        f[60:304, x:x + 200] = face
-        vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    vw.release()
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)  # unique, 0600
+    os.close(fd)
+    try:
+        vw = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+        for i in range(40):
+            f = np.full((h, w, 3), (70, 90, 110), np.uint8)
+            x = 60 + i * 8
+            f[60:304, x:x + 200] = face
+            vw.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        vw.release()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def get_sample(name: str) -> Path:

@@ -4,6 +4,10 @@ Environment variables:
     DEEPFAKE_MODEL   model folder for the Detect page (default: the bundled sample model runs/sample/model)
     DEEPFAKE_RUNS    folder of run folders (default: runs/ in the repository)
     DEEPFAKE_DATA    allowed root for prepared datasets and crops (default: data/ in the repository)
+    DEEPFAKE_CACHE   private folder for generated sample media (default: $XDG_CACHE_HOME or ~/.cache, /deepfake-detect)
+Resource limits of the analysis (frame size, video length, decoder memory and time, analyses at once) are
+read by ``model.limits`` from DEEPFAKE_MAX_FRAME, DEEPFAKE_MAX_VIDEO_S, DEEPFAKE_MAX_IMAGE_MP,
+DEEPFAKE_DECODE_MEM_MB, DEEPFAKE_DECODE_TIMEOUT_S, DEEPFAKE_ISOLATE and DEEPFAKE_MAX_ANALYSES.
 """
 from __future__ import annotations
 
@@ -69,3 +73,22 @@ def max_upload_mb() -> int:
         return int(tomllib.loads(f.read_text()).get("server", {}).get("maxUploadSize", 200))
     except (OSError, tomllib.TOMLDecodeError, ValueError):
         return 200
+
+
+def cache_root() -> Path:
+    """Where the app may cache what it generates (sample media); created private (0700) by its users."""
+    env = os.environ.get("DEEPFAKE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "deepfake-detect"
+
+
+def limits_note() -> str:
+    """The analysis limits, in a sentence for the upload screen."""
+    from model import limits
+
+    lim = limits.current()
+    w, h = lim.max_frame
+    return (f"Videos up to {w}×{h} px (the first {lim.max_video_s:g} s are analysed); "
+            f"images up to {lim.max_image_mp:g} MP.")

@@ -3,7 +3,7 @@
     det = Detector.load()                     # bundled sample model (or a folder / $DEEPFAKE_MODEL)
     res = det.analyze_image("photo.jpg")      # ImageResult: faces with P(fake), file score, label
     res = det.analyze_video("clip.mp4")       # VideoResult: frames, face tracks, aggregated score
-    res = det.analyze("any/path")             # dispatch on extension; errors captured in res.error
+    res = det.analyze("any/path" or bytes)    # dispatch on content; errors captured in res.error
     heat, over = det.explain(face_crop)       # Grad-CAM heat map [0, 1] and overlay image
 
 Scores are P(fake) in [0, 1]; ``label`` is ``fake`` when score >= threshold, ``real`` below it, and
@@ -14,14 +14,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model import media, video
-from model.crops import CropSpec, image_faces, video_faces
+from model import isolation, limits, media, video
+from model.crops import CropSpec, image_faces
 from model.faces import Face
 from model.media import MediaError
 
@@ -88,6 +89,7 @@ class Result:
     score: float | None = None  # calibrated P(fake) of the file
     label: str = "unknown"
     error: str = ""
+    note: str = ""  # e.g. "first 600 s analysed" when a limit shortened the analysis
     threshold: float = 0.5
     model: str = ""
     model_trained: bool = False
@@ -117,7 +119,7 @@ class Result:
             "path": self.path, "kind": self.kind, "faces": self.faces,
             "score": None if self.score is None else round(float(self.score), 6),
             "raw_score": None if self.raw_score is None else round(float(self.raw_score), 6),
-            "label": self.label, "error": self.error, "threshold": self.threshold,
+            "label": self.label, "error": self.error, "note": self.note, "threshold": self.threshold,
             "model": self.model, "model_trained": self.model_trained,
             "score_meaning": "P(fake) in [0, 1]",
         }
@@ -135,10 +137,10 @@ class Result:
     def csv_row(self) -> dict[str, Any]:
         return {"path": self.path, "kind": self.kind, "faces": self.faces,
                 "score": "" if self.score is None else f"{self.score:.6f}", "label": self.label,
-                "error": " ".join(self.error.split())}
+                "error": " ".join(self.error.split()), "note": " ".join(self.note.split())}
 
 
-CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error")
+CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note")
 
 
 # --------------------------------------------------------------------------- detector
@@ -157,6 +159,7 @@ class Detector:
         tspec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
         self._gradcam = None
+        self._lock = threading.Lock()  # lazy initialisations shared by concurrent sessions
 
     def calibrate(self, raw):
         """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
@@ -205,13 +208,14 @@ class Detector:
     # ---- scoring
     def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
         """RAW network P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled
-        tf.function. The engine calibrates these (``calibrate``) before showing them."""
-        arr = np.asarray(crops, dtype=np.float32)
-        if arr.size == 0:
+        tf.function. The engine calibrates these (``calibrate``) before showing them. Only one batch at a time
+        is converted to float32."""
+        if isinstance(crops, np.ndarray) and crops.ndim == 3:
+            crops = crops[None]
+        if len(crops) == 0:
             return np.zeros((0,), np.float32)
-        if arr.ndim == 3:
-            arr = arr[None]
-        out = [self._predict(arr[i:i + batch_size]).numpy() for i in range(0, len(arr), batch_size)]
+        out = [self._predict(np.asarray(crops[i:i + batch_size], dtype=np.float32)).numpy()
+               for i in range(0, len(crops), batch_size)]
         return np.concatenate(out).astype(np.float32)
 
     def _base(self, path: str, kind: str) -> Result:
@@ -231,9 +235,10 @@ class Detector:
         return res
 
     def analyze_image(self, source: str | os.PathLike | bytes, path: str | None = None) -> Result:
+        """Decode (in a child process unless isolation is off; bytes from memory) and analyse an image."""
         name = path or (str(source) if not isinstance(source, (bytes, bytearray)) else "<bytes>")
         try:
-            image = media.load_image(source)
+            image = isolation.load_image(source)
         except MediaError as e:
             res = self._base(name, "image")
             res.error = str(e)
@@ -249,44 +254,79 @@ class Detector:
 
     # ---- videos
     def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
-                      max_duration_s: float = 600.0, progress: Callable[[float, str], None] | None = None,
-                      detect_batch: int = 8) -> Result:
+                      max_duration_s: float | None = None, progress: Callable[[float, str], None] | None = None,
+                      detect_batch: int = 1, chunk_frames: int = 8) -> Result:
+        """Frames stream from the decoder (a child process unless isolation is off), downscaled on arrival to the
+        crop contract's ``decode_max_side``; faces are detected (``spec.video_extractor``, ``detect_batch`` frames
+        per MTCNN call: batching costs ~45 MB per 720p frame for little speed) and the crops of ``chunk_frames``
+        frames scored together, so memory does not grow with the frame count: the result keeps one key frame
+        (the highest-scoring face's) and, per face track, the crop of its highest-scoring face.
+        ``frames`` defaults to ``spec.frames``, ``max_duration_s`` to ``Limits.max_video_s``."""
         res = self._base(str(path), "video")
         res.strategy = strategy
         if strategy not in video.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
+        timings = {"decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}
+        fps, vx, key, best = 25.0, None, None, -1.0
+        linker = video.TrackLinker()
+        track_best: dict[int, FaceResult] = {}
+        raw_frames: list[list[float]] = []
+        if progress:
+            progress(0.0, "decoding frames")
         try:
-            vf = video_faces(path, self.spec, frames=frames, max_duration_s=max_duration_s, progress=progress,
-                             detect_batch=detect_batch)
+            t0 = time.perf_counter()
+            with isolation.video_frames(path, n=frames or self.spec.frames, max_duration_s=max_duration_s,
+                                        max_side=self.spec.decode_max_side) as stream:
+                fps = stream.info.fps or 25.0
+                planned = max(stream.planned, 1)
+                timings["decode_s"] += time.perf_counter() - t0
+                for chunk in video.iter_batches(video.timed(stream, timings, "decode_s"), chunk_frames):
+                    if vx is None:
+                        res.height, res.width = chunk[0][1].shape[:2]
+                        vx = self.spec.video_extractor(min(res.height, res.width))
+                        key = chunk[0][1]
+                    t0 = time.perf_counter()
+                    per_frame = [faces for sub in video.iter_batches(chunk, detect_batch)
+                                 for faces in vx.detect_batch([f for _, f in sub])]
+                    t1 = time.perf_counter()
+                    raw = self.score_crops([f.crop for faces in per_frame for f in faces])
+                    timings["detect_s"] += t1 - t0
+                    timings["classify_s"] += time.perf_counter() - t1
+                    k = 0
+                    for (idx, frame), faces in zip(chunk, per_frame):
+                        frs = []
+                        for f, tid in zip(faces, linker.add([f.box for f in faces])):
+                            fr = self._face_result(f, float(raw[k]), frame=idx, track=tid)
+                            k += 1
+                            frs.append(fr)
+                            prev = track_best.get(tid)
+                            if prev is None or fr.raw_score > prev.raw_score:
+                                if prev is not None:
+                                    prev.crop = None  # only each track's best crop is kept
+                                track_best[tid] = fr
+                            else:
+                                fr.crop = None
+                            if fr.raw_score > best:
+                                best, key = fr.raw_score, frame
+                        raw_frames.append([f.raw_score for f in frs])
+                        res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
+                    if progress:
+                        progress(min(0.99, len(res.frames) / planned), f"analysing frames: {len(res.frames)}/{planned}")
+                info = stream.info
         except MediaError as e:
             res.error = str(e)
+            res.frames = []
             return res
-        info, decoded, per_frame, track_ids = vf.info, vf.frames, vf.faces, vf.tracks
-        res.timings["decode_s"], res.timings["detect_s"] = vf.decode_s, vf.detect_s
+        res.timings = timings
+        res.note = info.note()
         res.video_info = {"frame_count": info.frame_count, "fps": round(info.fps, 3), "width": info.width,
                           "height": info.height, "rotation": info.rotation, "duration_s": round(info.duration_s, 3),
-                          "sampled_frames": len(decoded)}
-        res.height, res.width = decoded[0][1].shape[:2]
-        flat = [f for faces in per_frame for f in faces]
-        t0 = time.perf_counter()
-        raw = self.score_crops([f.crop for f in flat]) if flat else np.zeros(0)
-        res.timings["classify_s"] = time.perf_counter() - t0
-        k = 0
-        fps = info.fps or 25.0
+                          "sampled_frames": len(res.frames), "sequential": info.sequential,
+                          "analysed_s": info.analysed_s}
         tracks: dict[int, list[tuple[int, float]]] = {}
-        raw_frames: list[list[float]] = []
-        best = (-1.0, 0)
-        for (idx, frame), faces, tids in zip(decoded, per_frame, track_ids):
-            frs = []
-            for f, tid in zip(faces, tids):
-                s = float(raw[k])
-                k += 1
-                frs.append(self._face_result(f, s, frame=idx, track=tid))
-                tracks.setdefault(tid, []).append((idx, s))
-                if s > best[0]:
-                    best = (s, len(res.frames))
-            raw_frames.append([f.raw_score for f in frs])
-            res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
+        for fr in res.frames:
+            for f in fr.faces:
+                tracks.setdefault(f.track, []).append((fr.index, f.raw_score))
         for tid, items in sorted(tracks.items()):
             ts = [s for _, s in items]
             tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
@@ -295,28 +335,40 @@ class Detector:
         res.raw_score = video.aggregate(raw_frames, strategy)
         res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
-        res.image = decoded[best[1]][1] if res.frames else None
+        res.image = key
         if progress:
             progress(1.0, "done")
         return res
 
     # ---- dispatch
-    def analyze(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
+    def analyze(self, path: str | os.PathLike | bytes, frames: int | None = None, strategy: str = "max_mean",
                 progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
-        """Analyse any file; every user-input problem is returned in ``result.error``, never raised."""
-        name = display_name or str(path)
+        """Analyse any file or in-memory upload; every user-input problem is returned in ``result.error``, never
+        raised. The type comes from the content (magic bytes), not the name. Runs in one of the process-wide
+        analysis slots (``limits.analysis_slot``); while waiting, ``progress`` is told the place in the queue."""
+        is_bytes = isinstance(path, (bytes, bytearray, memoryview))
+        name = display_name or ("<bytes>" if is_bytes else str(path))
         try:
-            kind = media.kind_of(path)
+            kind = media.content_kind(path, name=name)
         except MediaError as e:
-            res = self._base(name, "unknown")
+            res = self._base(name, media.kind_by_extension(name) or "unknown")
             res.error = str(e)
             return res
+        on_wait = None
+        if progress:
+            def on_wait(ahead: int) -> None:
+                progress(0.0, f"waiting for a free analysis slot ({ahead} ahead of you)")
         try:
-            media.check_file(path)
-            if kind == "image":
-                res = self.analyze_image(path)
-            else:
-                res = self.analyze_video(path, frames=frames, strategy=strategy, progress=progress)
+            with limits.analysis_slot(on_wait):
+                if kind == "image":
+                    res = self.analyze_image(path)
+                elif is_bytes:
+                    from model import uploads
+
+                    with uploads.spooled(path, name) as p:
+                        res = self.analyze_video(p, frames=frames, strategy=strategy, progress=progress)
+                else:
+                    res = self.analyze_video(path, frames=frames, strategy=strategy, progress=progress)
         except MediaError as e:
             res = self._base(name, kind)
             res.error = str(e)
@@ -331,8 +383,9 @@ class Detector:
         """Grad-CAM for one face crop: (heat map in [0, 1], S x S; overlay RGB uint8)."""
         from model import gradcam
 
-        if self._gradcam is None:
-            self._gradcam = gradcam.make_gradcam_fn(self.model)
+        with self._lock:
+            if self._gradcam is None:
+                self._gradcam = gradcam.make_gradcam_fn(self.model)
         c = np.asarray(crop)
         if c.shape[:2] != (self.input_size, self.input_size):
             import cv2

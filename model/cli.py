@@ -43,32 +43,63 @@ def _load_detector(model_dir: str | None):
 
 
 def cmd_predict(args) -> int:
+    """Rows are written (and flushed) as each file finishes, and nothing of a file is kept after its row: memory
+    stays flat on folders of any size. CSV and JSON Lines stream; JSON is one array, valid once finished."""
+    from model import limits
+
+    previous = limits.current()
+    try:
+        return _predict(args, limits)
+    finally:
+        limits.configure(previous)  # main() may run inside another program (tests)
+
+
+def _predict(args, limits) -> int:
+    try:
+        lim = limits.configure(limits.Limits.from_env().replace(
+            max_frame=args.max_frame and limits.parse_size(args.max_frame), max_video_s=args.max_video_s,
+            decode_mem_mb=args.decode_mem_mb, decode_timeout_s=args.decode_timeout_s,
+            isolate=False if args.no_isolation else None))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     files = _expand(args.paths)
     if not files:
         print("error: no image or video files found", file=sys.stderr)
         return 2
     det = _load_detector(args.model)
-    results = []
-    for i, f in enumerate(files, 1):
-        if not args.quiet:
-            print(f"[{i}/{len(files)}] {f}", file=sys.stderr, flush=True)
-        res = det.analyze(f, frames=args.frames, strategy=args.strategy)
-        results.append(res)
+    if not args.quiet:
+        print(f"limits: {lim.describe()}", file=sys.stderr)
+    from model.api import CSV_COLUMNS
+
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
+        writer = None
+        if args.format == "csv":
+            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+        elif args.format == "json":
+            out.write("[")
+        out.flush()
+        for i, f in enumerate(files, 1):
+            if not args.quiet:
+                print(f"[{i}/{len(files)}] {f}", file=sys.stderr, flush=True)
+            res = det.analyze(f, frames=args.frames, strategy=args.strategy)
+            if writer is not None:
+                writer.writerow(res.csv_row())
+            elif args.format == "jsonl":
+                out.write(json.dumps(res.to_dict()) + "\n")
+            else:
+                out.write(("\n" if i == 1 else ",\n") + json.dumps(res.to_dict(), indent=2))
+            out.flush()
+            del res
         if args.format == "json":
-            json.dump([r.to_dict() for r in results], out, indent=2)
-            out.write("\n")
-        else:
-            from model.api import CSV_COLUMNS
-
-            w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-            w.writeheader()
-            for r in results:
-                w.writerow(r.csv_row())
+            out.write("\n]\n")
     finally:
         if args.output:
             out.close()
+        else:
+            out.flush()
     return 0
 
 
@@ -107,9 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model card's crop spec, 32)")
     p.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean",
                    help="video aggregation (default max_mean: max over faces per frame, mean over frames)")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--format", choices=("csv", "jsonl", "json"), default="csv",
+                   help="csv and jsonl (one JSON object per line) are written as each file finishes; json is one array")
     p.add_argument("--output", help="write results to this file instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--max-frame", metavar="WxH", help="refuse videos with larger frames, either orientation "
+                   "(default $DEEPFAKE_MAX_FRAME or 3840x2160)")
+    p.add_argument("--max-video-s", type=float, metavar="S",
+                   help="analyse only the first S seconds of a video (default $DEEPFAKE_MAX_VIDEO_S or 600)")
+    p.add_argument("--decode-mem-mb", type=int, metavar="MB",
+                   help="memory limit of the decoder process per file (default $DEEPFAKE_DECODE_MEM_MB or 768)")
+    p.add_argument("--decode-timeout-s", type=float, metavar="S",
+                   help="wall-time limit for decoding one file (default $DEEPFAKE_DECODE_TIMEOUT_S or 120)")
+    p.add_argument("--no-isolation", action="store_true",
+                   help="decode in this process instead of a limited child process (trusted files only; faster)")
     p.set_defaults(func=cmd_predict)
     e = sub.add_parser("explain", help="write Grad-CAM overlays for each face of an image")
     e.add_argument("image")

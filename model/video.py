@@ -12,7 +12,8 @@ Aggregation strategies (all scores are P(fake)):
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+import time
+from typing import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -32,17 +33,30 @@ def sample_indices(frame_count: int, n: int) -> list[int]:
     return sorted({int((i + 0.5) * frame_count / n) for i in range(n)})
 
 
+MAX_PLAUSIBLE_FRAMES = 10**8  # a larger (or negative) count is a container that does not know it
+
+
 @dataclasses.dataclass
 class VideoInfo:
-    frame_count: int
+    frame_count: int  # frames in the video (counted while decoding when the container does not say)
     fps: float
-    width: int
+    width: int  # coded size, before rotation
     height: int
     rotation: int
+    sequential: bool = False  # no usable frame count (browser-recorded WebM...): decoded front to back
+    truncated: bool = False  # longer than the analysis limit: only the first ``analysed_s`` seconds were used
+    analysed_s: float | None = None
 
     @property
     def duration_s(self) -> float:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+    def note(self) -> str:
+        """A one-line remark for the result when the video was cut, else ''."""
+        if not self.truncated or self.analysed_s is None:
+            return ""
+        total = f" of {self.duration_s:.0f} s" if self.duration_s > self.analysed_s and not self.sequential else ""
+        return f"first {self.analysed_s:.0f} s{total} analysed (video longer than the {self.analysed_s:.0f} s limit)"
 
 
 def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
@@ -56,25 +70,40 @@ def _rotate(frame: np.ndarray, rotation: int) -> np.ndarray:
     return frame
 
 
-def open_video(path) -> tuple[cv2.VideoCapture, VideoInfo]:
+def frame_size_error(width: int, height: int, max_frame: tuple[int, int]) -> str:
+    return (f"video frames are {width}x{height}, over the {max_frame[0]}x{max_frame[1]} limit "
+            f"(refused before decoding)")
+
+
+def open_video(path, max_frame: tuple[int, int] | None = None, threads: int = 0) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """Open with OpenCV's FFmpeg backend only and read the header. ``max_frame`` (W, H, either orientation):
+    larger frames raise MediaError before any frame is decoded. ``threads``: FFmpeg decoding threads (0: its
+    default, one per core; each thread holds frames of its own, so fewer threads use less memory)."""
     p = check_file(path)
-    cap = cv2.VideoCapture(str(p))
+    params = [cv2.CAP_PROP_N_THREADS, int(threads)] if threads else []
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         raise MediaError("not a readable video (unknown or corrupt container)")
     # We rotate ourselves from the metadata so behaviour does not depend on the OpenCV build.
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
     rot = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)
-    info = VideoInfo(
-        frame_count=int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0),
-        fps=float(cap.get(cv2.CAP_PROP_FPS) or 0.0),
-        width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
-        height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0),
-        rotation=rot % 360,
-    )
-    if info.frame_count <= 0 or info.width <= 0:
+    raw_count = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    if not 0 < fps < 1000:
+        fps = 0.0
+    sequential = not 0 < raw_count < MAX_PLAUSIBLE_FRAMES
+    info = VideoInfo(frame_count=0 if sequential else int(raw_count), fps=fps,
+                     width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                     height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0), rotation=rot % 360, sequential=sequential)
+    if info.width <= 0 or info.height <= 0:
         cap.release()
         raise MediaError("video has no decodable frames")
+    if max_frame is not None:
+        lo, hi = sorted(max_frame)
+        if max(info.width, info.height) > hi or min(info.width, info.height) > lo:
+            cap.release()
+            raise MediaError(frame_size_error(info.width, info.height, max_frame))
     return cap, info
 
 
@@ -89,30 +118,79 @@ def downscale(frame: np.ndarray, max_side: int | None) -> np.ndarray:
     return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
-def read_frame(path, index: int, max_side: int | None = None) -> np.ndarray | None:
-    """One decoded frame (RGB, rotation applied, downscaled like ``read_frames``), or None."""
-    _, got = read_frames(path, indices=[int(index)], max_side=max_side, max_duration_s=None)
-    return got[0][1] if got and got[0][0] == int(index) else None
+RESERVOIR_BYTES = 192 * 1024 * 1024  # sequential sampling: above this, decode twice instead of keeping frames
 
 
-def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0,
-                max_frames: int = 300, max_side: int | None = None,
-                indices: list[int] | None = None) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
-    """Decode ``n`` frames sampled uniformly (RGB, rotation applied) -> (info, [(index, frame)]).
+class FrameSampler:
+    """``n`` frames spread uniformly over the first ``max_duration_s`` seconds, as (index, HxWx3 uint8 RGB) with
+    rotation applied, each downscaled to ``max_side`` right after it is decoded (no full-size frame is kept).
 
-    Only the first ``max_duration_s`` seconds are considered; ``n`` is capped at ``max_frames``.
-    Close targets are reached by grabbing forward (cheap), distant ones by seeking. Frames that fail to
-    decode (truncated files) are skipped; no decodable frame at all raises MediaError.
+    ``indices`` asks for those frames instead. Containers that report a frame count are sampled by grabbing
+    forward to close targets and seeking to distant ones; containers without one (browser-recorded WebM, live
+    streams) are decoded front to back, keeping an evenly thinned reservoir of at most 2n downscaled frames
+    (when those would exceed ``RESERVOIR_BYTES``, frames are counted in a first pass and the chosen ones
+    decoded in a second). Frames that fail to decode (truncated files) are skipped. ``info`` is final once the iteration ends (frame count of sequential containers,
+    whether the video was cut). Use as an iterator, once; ``close()`` (or ``with``) releases the decoder.
     """
-    cap, info = open_video(path)
-    try:
-        count = info.frame_count
-        if max_duration_s and info.fps > 0:
-            count = min(count, max(1, int(max_duration_s * info.fps)))
-        wanted = sorted(set(indices)) if indices is not None else sample_indices(count, min(n, max_frames))
-        out: list[tuple[int, np.ndarray]] = []
+
+    def __init__(self, path, n: int = 32, max_duration_s: float | None = 600.0, max_frames: int = 300,
+                 max_side: int | None = None, max_frame: tuple[int, int] | None = None, threads: int = 0,
+                 indices: Sequence[int] | None = None):
+        self.path, self.threads = path, threads
+        self.cap, self.info = open_video(path, max_frame=max_frame, threads=threads)
+        self.n = max(0, min(int(n), int(max_frames)))
+        self.max_duration_s = max_duration_s
+        self.max_side = max_side
+        self.decoded = 0
+        self.indices = sorted({int(i) for i in indices if int(i) >= 0}) if indices is not None else None
+        if self.indices is not None:
+            self.info.sequential = False  # explicit frames: grab forward / seek to each
+            self.wanted = self.indices
+            self.planned = len(self.wanted)
+        elif self.info.sequential:
+            self.planned = self.n
+        else:
+            count = self.info.frame_count
+            if max_duration_s and self.info.fps > 0:
+                limit = max(1, int(max_duration_s * self.info.fps))
+                if count > limit:
+                    count = limit
+                    self.info.truncated = True
+                    self.info.analysed_s = float(max_duration_s)
+            self.wanted = sample_indices(count, self.n)
+            self.planned = len(self.wanted)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+    def _prep(self, bgr: np.ndarray) -> np.ndarray:
+        # downscale first: colour conversion and rotation then touch the small frame only (the result is the
+        # same: both are per-pixel permutations)
+        return _rotate(cv2.cvtColor(downscale(bgr, self.max_side), cv2.COLOR_BGR2RGB), self.info.rotation)
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        try:
+            frames = self._sequential() if self.info.sequential else self._seek()
+            for item in frames:
+                self.decoded += 1
+                yield item
+            if self.decoded == 0:
+                raise MediaError("could not decode any frame (truncated or corrupt video)")
+        finally:
+            self.close()
+
+    def _seek(self) -> Iterator[tuple[int, np.ndarray]]:
+        cap = self.cap
         pos = 0
-        for idx in wanted:
+        for idx in self.wanted:
             if idx - pos > 24 or idx < pos:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
                 pos = idx
@@ -126,12 +204,82 @@ def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0,
             pos += 1
             if not ok or frame is None:
                 continue
-            out.append((idx, downscale(_rotate(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), info.rotation), max_side)))
-        if not out:
-            raise MediaError("could not decode any frame (truncated or corrupt video)")
-        return info, out
-    finally:
-        cap.release()
+            yield idx, self._prep(frame)
+
+    def _sequential(self) -> Iterator[tuple[int, np.ndarray]]:
+        cap, info = self.cap, self.info
+        # frame limit from the fps when known; otherwise the decoder's timestamps decide (and a hard cap of
+        # 120 frames per second of the limit keeps a stream without timestamps finite)
+        fps_known = info.fps > 0
+        limit = None
+        if self.max_duration_s:
+            limit = int(self.max_duration_s * (info.fps if fps_known else 120))
+        keep = max(self.n, 1)
+        stride, kept, idx, two_pass = 1, [], 0, False
+        while True:
+            if limit is not None and idx >= limit:
+                info.truncated = cap.grab()
+                break
+            if not cap.grab():
+                break
+            if self.max_duration_s and not fps_known and cap.get(cv2.CAP_PROP_POS_MSEC) > 1000 * self.max_duration_s:
+                info.truncated = True
+                break
+            if not two_pass and idx % stride == 0:
+                ok, frame = cap.retrieve()
+                if ok and frame is not None:
+                    kept.append((idx, self._prep(frame)))
+                    if 2 * keep * kept[-1][1].nbytes > RESERVOIR_BYTES:
+                        two_pass, kept = True, []  # large frames: count now, decode the chosen ones later
+                if len(kept) >= 2 * keep:
+                    stride *= 2
+                    kept = [k for k in kept if k[0] % stride == 0]
+            idx += 1
+        info.frame_count = idx
+        if info.truncated:
+            info.analysed_s = float(self.max_duration_s)
+        if two_pass:
+            self.close()
+            yield from self._second_pass(sample_indices(idx, self.n))
+            return
+        chosen = sample_indices(len(kept), self.n)
+        for i in chosen:
+            yield kept[i]
+            kept[i] = None  # release as we go
+
+    def _second_pass(self, wanted: list[int]) -> Iterator[tuple[int, np.ndarray]]:
+        self.cap, _ = open_video(self.path, threads=self.threads)
+        targets = set(wanted)
+        idx = 0
+        while targets and idx <= wanted[-1]:
+            if not self.cap.grab():
+                break
+            if idx in targets:
+                ok, frame = self.cap.retrieve()
+                if ok and frame is not None:
+                    yield idx, self._prep(frame)
+                targets.discard(idx)
+            idx += 1
+
+
+def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0, max_frames: int = 300,
+                max_side: int | None = None, indices: Sequence[int] | None = None,
+                max_frame: tuple[int, int] | None = None) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
+    """All sampled frames at once (see ``FrameSampler``) -> (info, [(index, frame)]). Keeps every frame in memory:
+    for trusted files and small ``n`` (training); analysis of uploads streams through ``FrameSampler``."""
+    sampler = FrameSampler(path, n=n, max_duration_s=max_duration_s, max_frames=max_frames, max_side=max_side,
+                           max_frame=max_frame, indices=indices)
+    out = list(sampler)
+    return sampler.info, out
+
+
+def read_frame(path, index: int, max_side: int | None = None) -> np.ndarray | None:
+    """One decoded frame (RGB, rotation applied, downscaled like ``read_frames``), or None."""
+    try:
+        _, got = read_frames(path, indices=[int(index)], max_side=max_side, max_duration_s=None)
+    except MediaError:
+        return None
+    return got[0][1] if got and got[0][0] == int(index) else None
 
 
 # --------------------------------------------------------------------------- tracks
@@ -145,32 +293,41 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def link_tracks(frames_boxes: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.2) -> list[list[int]]:
-    """Greedy IoU linking: for each frame, a track id per box (same order as the boxes).
+class TrackLinker:
+    """Greedy IoU linking, one frame at a time: ``add(boxes)`` returns a track id per box (same order).
 
     A box joins the track whose latest box overlaps it most (IoU >= ``min_iou``); each track takes at most
     one box per frame; unmatched boxes start new tracks. Track ids are 0, 1, 2... in order of appearance.
     """
-    last: dict[int, Sequence[float]] = {}
-    next_id = 0
-    out: list[list[int]] = []
-    for boxes in frames_boxes:
-        pairs = sorted(((iou(b, tb), bi, tid) for bi, b in enumerate(boxes) for tid, tb in last.items()), reverse=True)
+
+    def __init__(self, min_iou: float = 0.2):
+        self.min_iou = min_iou
+        self.last: dict[int, Sequence[float]] = {}
+        self.next_id = 0
+
+    def add(self, boxes: Sequence[Sequence[float]]) -> list[int]:
+        pairs = sorted(((iou(b, tb), bi, tid) for bi, b in enumerate(boxes) for tid, tb in self.last.items()),
+                       reverse=True)
         ids = [-1] * len(boxes)
         used = set()
         for v, bi, tid in pairs:
-            if v < min_iou:
+            if v < self.min_iou:
                 break
             if ids[bi] == -1 and tid not in used:
                 ids[bi] = tid
                 used.add(tid)
         for bi in range(len(boxes)):
             if ids[bi] == -1:
-                ids[bi] = next_id
-                next_id += 1
-            last[ids[bi]] = boxes[bi]
-        out.append(ids)
-    return out
+                ids[bi] = self.next_id
+                self.next_id += 1
+            self.last[ids[bi]] = boxes[bi]
+        return ids
+
+
+def link_tracks(frames_boxes: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.2) -> list[list[int]]:
+    """For each frame, a track id per box (see ``TrackLinker``)."""
+    linker = TrackLinker(min_iou)
+    return [linker.add(boxes) for boxes in frames_boxes]
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -200,6 +357,27 @@ def aggregate(frame_scores: Sequence[Sequence[float]], strategy: str = "max_mean
     return confident_strategy(flat)
 
 
-def iter_batches(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def iter_batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter), from any iterable, lazily."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def timed(items: Iterable, timings: dict[str, float], key: str) -> Iterator:
+    """Iterate ``items``, adding the time spent waiting for each one to ``timings[key]``."""
+    it = iter(items)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        finally:
+            timings[key] += time.perf_counter() - t0
+        yield item

@@ -11,14 +11,14 @@ with st.expander(f"Model in use: {det.card.backbone} ({'trained' if det.trained 
     detect.model_card(det)
 
 source = st.radio("Input", ["Upload a file", "Bundled sample"], horizontal=True)
-name = data = None
+name = data = file_id = None
 if source == "Upload a file":
     st.markdown(f"Upload an image or a video — **up to {settings.max_upload_mb()} MB**. "
                 f"Images: jpg, png, webp, bmp, tiff, gif. Videos: mp4, mov, avi, mkv, webm. "
-                "Files are analysed on this server and deleted right after.")
+                f"{settings.limits_note()} Files are analysed on this server and deleted right after.")
     up = st.file_uploader("Image or video", type=detect.UPLOAD_TYPES, key="upload")
     if up is not None:
-        name, data = up.name, up.getvalue()
+        name, data, file_id = up.name, up.getvalue(), getattr(up, "file_id", None)
 else:
     choice = st.selectbox("Sample (made by this project from public-domain images)", list(samples.SAMPLES))
     p = samples.get_sample(choice)
@@ -35,7 +35,7 @@ if data is not None:
     if len(data) == 0:
         st.error(f"Could not analyse **{name}**: empty file (0 bytes)")
     else:
-        key = f"{name}:{hashlib.sha1(data).hexdigest()}:{frames}:{strategy}"
+        key = f"{name}:{len(data)}:{file_id or hashlib.sha1(data).hexdigest()}:{frames}:{strategy}"
         res = detect.run_analysis(det, key, name, data, frames, strategy)
         detect.verdict(det, res, threshold)
         if not res.error:

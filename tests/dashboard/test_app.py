@@ -15,8 +15,14 @@ PAGES = ["pages/detect.py", "pages/dataset.py", "pages/training.py", "pages/eval
          "pages/misclassified.py", "pages/about.py"]
 
 
+@pytest.fixture(scope="session")
+def sample_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture()
-def app_env(monkeypatch, tiny_run, tiny_model_dir, prepared):
+def app_env(monkeypatch, tiny_run, tiny_model_dir, prepared, sample_cache):
+    monkeypatch.setenv("DEEPFAKE_CACHE", str(sample_cache))
     monkeypatch.setenv("DEEPFAKE_RUNS", str(tiny_run.parent))
     monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("DEEPFAKE_DATA", str(prepared[0].parent))
@@ -75,16 +81,85 @@ def test_detect_upload_image_shows_score(app_env, astronaut_png):
     ("empty.png", b"", "empty file"),
     ("broken.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 50, "not a readable image"),
 ])
-def test_detect_bad_upload_shows_error(app_env, name, data, msg):
-    import tempfile
-    from pathlib import Path
-
+def test_detect_bad_upload_shows_error(app_env, name, data, msg, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPFAKE_UPLOAD_DIR", str(tmp_path))
     at = _app()
     at.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
     assert not at.exception
     errors = " ".join(e.value for e in at.error)
     assert msg in errors and "Traceback" not in errors
-    assert not list(Path(tempfile.gettempdir()).glob("dfd_upload_*")), "uploaded file left on disk"
+    assert not list(tmp_path.iterdir()), "uploaded file left on disk"
+
+
+def test_detect_8k_video_is_refused_with_a_clear_error(app_env, tmp_path, monkeypatch):
+    from tests import media_fixtures
+
+    bomb = media_fixtures.gray_h264(tmp_path / "bomb.mp4")
+    up = tmp_path / "uploads"
+    up.mkdir()
+    monkeypatch.setenv("DEEPFAKE_UPLOAD_DIR", str(up))
+    at = _app()
+    at.file_uploader[0].set_value(("bomb.mp4", bomb.read_bytes(), "video/mp4")).run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "video frames are 7680x4320, over the 3840x2160 limit (refused before decoding)" in errors
+    assert not list(up.iterdir())
+
+
+def test_detect_waits_for_a_free_slot_and_says_so(app_env, astronaut_png):
+    """Another analysis holds the only slot for 3 s: this one waits, then shows its result and the wait."""
+    import threading
+
+    from model import limits
+
+    at = _app()
+    held = threading.Event()
+
+    def other_user():
+        with limits.analysis_slot():
+            held.set()
+            threading.Event().wait(3.0)
+
+    t = threading.Thread(target=other_user)
+    t.start()
+    held.wait(10)
+    at.file_uploader[0].set_value(("astronaut.png", astronaut_png.read_bytes(), "image/png")).run()
+    t.join()
+    assert not at.exception
+    assert 0 <= float(_metric(at, "Score P(fake)")) <= 1
+    assert any(c.value.startswith("Waited ") and "free analysis slot" in c.value for c in at.caption)
+
+
+def test_detect_session_keeps_downscaled_images_only(app_env, astronaut, tmp_path):
+    """A 2560 px photo: the session keeps a 1280 px copy, the boxes are drawn scaled, Grad-CAM still works."""
+    import cv2
+
+    big = cv2.resize(astronaut, (2560, 2560), interpolation=cv2.INTER_CUBIC)
+    ok, png = cv2.imencode(".png", big[..., ::-1])
+    at = _app()
+    at.file_uploader[0].set_value(("big.png", png.tobytes(), "image/png")).run()
+    assert not at.exception
+    (res, _), = at.session_state["detect_results"].values()
+    assert res.image.shape == (1280, 1280, 3) and (res.width, res.height) == (2560, 2560)
+    assert res.faces >= 1 and res.face_results[0].box[2] > 200  # boxes stay in the analysed image's pixels
+    at.toggle(key="cam_0").set_value(True).run()
+    assert not at.exception and at.session_state["gradcam"][0].dtype == np.uint8
+
+
+def test_detect_over_long_video_says_so(app_env, monkeypatch):
+    from dashboard.samples import SAMPLES
+    from model import limits
+
+    monkeypatch.setattr(limits, "_CURRENT", limits.Limits(max_video_s=1.0))
+    video = next(k for k, v in SAMPLES.items() if v.endswith(".mp4"))
+    at = _app()
+    at.radio[0].set_value("Bundled sample").run()
+    at.selectbox[0].set_value(video).run()
+    assert not at.exception
+    notes = " ".join(i.value for i in at.info)
+    assert "first 1 s of 4 s analysed" in notes
+    (res, _), = at.session_state["detect_results"].values()
+    assert res.note.startswith("first 1 s") and max(fr.index for fr in res.frames) < 10
 
 
 def test_detect_bundled_sample(app_env):

@@ -21,3 +21,22 @@ def test_upload_image_and_see_verdict(tiny_model_dir, astronaut_png, tmp_path):
         score = next(t for t in text if "Score P(fake)" in t).split("\n")[-1]
         assert 0.0 <= float(score) <= 1.0
         assert "Traceback" not in page.content()
+
+
+def test_8k_upload_gets_a_clear_error_and_the_server_keeps_serving(tiny_model_dir, astronaut_png, tmp_path):
+    from tests import media_fixtures
+
+    bomb = media_fixtures.gray_h264(tmp_path / "bomb.mp4")
+    with serve({"DEEPFAKE_MODEL": str(tiny_model_dir), "DEEPFAKE_DATA": str(tmp_path),
+                "DEEPFAKE_CACHE": str(tmp_path / "cache")}) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.wait_for_selector("[data-testid='stApp'] h1", timeout=180_000)
+        page.set_input_files("[data-testid='stFileUploaderDropzoneInput']", str(bomb))
+        page.get_by_text("Could not analyse").wait_for(timeout=180_000)
+        alert = page.locator("[data-testid='stAlertContentError']").first.inner_text()
+        assert "video frames are 7680x4320, over the 3840x2160 limit" in alert
+        # the same server still analyses the next upload, in another session
+        other = b.new_page(viewport={"width": 1280, "height": 900})
+        verdict = upload_and_read_verdict(other, url, astronaut_png)
+        assert "Likely FAKE" in verdict or "Likely REAL" in verdict

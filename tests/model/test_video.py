@@ -1,10 +1,12 @@
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 
 from model import video
 from model.media import MediaError
+from tests import media_fixtures
 from tests.conftest import face_frames, write_video
 
 
@@ -63,16 +65,92 @@ def test_bad_videos(tmp_path, astronaut):
     with pytest.raises(MediaError, match="empty"):
         video.read_frames(tmp_path / "empty.mp4")
     (tmp_path / "text.mp4").write_text("this is not a video\n" * 50)
-    with pytest.raises(MediaError):
+    with pytest.raises(MediaError, match="not a readable video"):
         video.read_frames(tmp_path / "text.mp4")
     good = write_video(tmp_path / "good.mp4", face_frames(astronaut, n=30))
     data = good.read_bytes()
+    # OpenCV writes the index (moov) last: cut short, the container is unreadable
     (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 3])
-    try:  # a truncated file either yields the frames that decode or a clear error
-        _, got = video.read_frames(tmp_path / "trunc.mp4", n=8)
-        assert 0 < len(got) <= 8
-    except MediaError as e:
-        assert "video" in str(e) or "frame" in str(e)
+    with pytest.raises(MediaError, match="not a readable video"):
+        video.read_frames(tmp_path / "trunc.mp4", n=8)
+    # with the index first, the frames before the cut decode and the missing ones are skipped
+    fs = media_fixtures.faststart(good, tmp_path / "fs.mp4").read_bytes()
+    (tmp_path / "fs_trunc.mp4").write_bytes(fs[: len(fs) * 2 // 3])
+    _, got = video.read_frames(tmp_path / "fs_trunc.mp4", n=8)
+    idx = [i for i, _ in got]
+    assert 0 < len(idx) < 8 and idx == video.sample_indices(30, 8)[:len(idx)]
+
+
+def test_frame_size_cap_refuses_before_decoding(tmp_path):
+    bomb = media_fixtures.gray_h264(tmp_path / "bomb.mp4")
+    assert bomb.stat().st_size < 300_000
+    with pytest.raises(MediaError, match=r"video frames are 7680x4320, over the 3840x2160 limit \(refused before"):
+        video.FrameSampler(bomb, max_frame=(3840, 2160))
+    portrait = media_fixtures.testsrc(tmp_path / "portrait.mp4", "240x320", 0.5)
+    s = video.FrameSampler(portrait, n=2, max_frame=(320, 240))  # either orientation fits
+    assert len(list(s)) == 2
+    with pytest.raises(MediaError, match="over the 300x200 limit"):
+        video.FrameSampler(portrait, max_frame=(300, 200))
+
+
+def test_frames_downscaled_right_after_decoding(tmp_path):
+    hd = media_fixtures.testsrc(tmp_path / "hd.mp4", "1920x1080", 1.0)
+    s = video.FrameSampler(hd, n=4, max_side=640)
+    shapes = {f.shape for _, f in s}
+    assert shapes == {(360, 640, 3)}
+    assert (s.info.width, s.info.height) == (1920, 1080)  # the header's size is still reported
+
+
+def test_browser_webm_without_frame_count_is_decoded_sequentially(tmp_path, astronaut):
+    frames = face_frames(astronaut, n=40)
+    webm = media_fixtures.live_webm(write_video(tmp_path / "v.mp4", frames), tmp_path / "live.webm")
+    cap = cv2.VideoCapture(str(webm))
+    assert not 0 < cap.get(cv2.CAP_PROP_FRAME_COUNT) < 1e8  # the container really does not know
+    cap.release()
+    s = video.FrameSampler(webm, n=8)
+    got = list(s)
+    assert s.info.sequential and s.info.frame_count == 40 and not s.info.truncated
+    idx = [i for i, _ in got]
+    assert len(idx) == 8 and idx == sorted(idx) and idx[0] < 5 and idx[-1] >= 30
+    for i, f in got:  # frame i is the frame written at i
+        assert np.abs(f.astype(int) - frames[i]).mean() < np.abs(f.astype(int) - frames[(i + 20) % 40]).mean()
+    # the duration limit applies as it decodes: 10 fps, first 1.5 s
+    s = video.FrameSampler(webm, n=8, max_duration_s=1.5)
+    got = list(s)
+    assert s.info.truncated and max(i for i, _ in got) < 15 and s.info.note().startswith("first 2 s analysed")
+
+
+def test_sequential_reservoir_stays_uniform(tmp_path):
+    media_fixtures.ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x48:d=30:r=10", "-c:v", "libvpx", "-f", "webm", "-live", "1",
+                          str(tmp_path / "long.webm"))
+    s = video.FrameSampler(tmp_path / "long.webm", n=6)
+    idx = [i for i, _ in s]
+    assert s.info.frame_count == 300 and len(idx) == 6
+    gaps = np.diff(idx)
+    assert gaps.min() >= 32 and gaps.max() <= 64 and idx[0] < 40 and idx[-1] > 220
+
+
+def test_over_long_video_note(tmp_path, astronaut):
+    p = write_video(tmp_path / "v.mp4", face_frames(astronaut, n=40))  # 4 s at 10 fps
+    s = video.FrameSampler(p, n=32, max_duration_s=1.0)
+    assert len(list(s)) == 10 and s.info.truncated
+    assert s.info.note() == "first 1 s of 4 s analysed (video longer than the 1 s limit)"
+    s = video.FrameSampler(p, n=4, max_duration_s=600)
+    list(s)
+    assert not s.info.truncated and s.info.note() == ""
+
+
+def test_iter_batches_is_lazy():
+    pulled = []
+
+    def gen():
+        for i in range(10):
+            pulled.append(i)
+            yield i
+
+    it = video.iter_batches(gen(), 4)
+    assert next(it) == [0, 1, 2, 3] and pulled == [0, 1, 2, 3]
+    assert list(it) == [[4, 5, 6, 7], [8, 9]]
 
 
 def test_iou_and_tracks():
@@ -84,6 +162,8 @@ def test_iou_and_tracks():
               [(102, 1, 10, 10), (2, 1, 10, 10)],
               [(4, 2, 10, 10), (200, 200, 10, 10), (104, 2, 10, 10)]]
     assert video.link_tracks(frames) == [[0, 1], [1, 0], [0, 2, 1]]
+    linker = video.TrackLinker()
+    assert [linker.add(b) for b in frames] == [[0, 1], [1, 0], [0, 2, 1]]
 
 
 def test_aggregation_hand_computed():
