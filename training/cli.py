@@ -38,7 +38,13 @@ def cmd_prepare(a) -> int:
         df = pd.concat([g.sample(min(len(g), a.limit), random_state=0) for _, g in df.groupby("dataset")],
                        ignore_index=True)
     spec = CropSpec(size=a.size, margin=a.margin, frames=a.frames, max_faces=a.faces_per_frame)
-    out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
+    if a.engine == "ray":
+        from training import prepare_ray
+
+        out = prepare_ray.prepare(df, a.out, spec=spec, workers=a.workers if a.workers > 1 else None,
+                                  address=a.address, shard_items=a.shard_items)
+    else:
+        out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
     print(f"{len(out)} crops from {out['video'].nunique() if len(out) else 0} items -> {a.out}/crops.csv")
     return 0
 
@@ -106,6 +112,10 @@ def main(argv=None) -> int:
     p.add_argument("--faces-per-frame", type=int, default=32, help="faces kept per frame (every track, as inference)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=0, help="at most this many items per dataset (random, seeded)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: process pool, PNG crops (default); ray: Ray Data actor pool, TFRecord shards")
+    p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
+    p.add_argument("--shard-items", type=int, default=64, help="with --engine ray: videos/images per shard")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("train", help="train from a config file (resumes an interrupted run)")
     p.add_argument("config")
