@@ -84,7 +84,8 @@ def score_files(files: list[str], model_dir: str | None, frames: int | None = No
     connect(address, num_cpus=workers)
     n, gpu = actor_resources(workers)
     model_dir = str(Path(model_dir).resolve()) if model_dir else None
-    ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(len(files) // batch_size, 10_000)))
+    batch_size = max(1, min(batch_size, -(-len(files) // n)))  # small inputs still reach every actor
+    ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(-(-len(files) // batch_size), 100_000)))
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_dir": model_dir, "frames": frames, "strategy": strategy},
                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
                         num_cpus=0 if gpu else 1, num_gpus=gpu)
@@ -144,6 +145,15 @@ class RowWriter:
         self._pq.write_table(table)
         self.buf = []
 
+    def abort(self) -> None:
+        """Stop without leaving a partial output that looks complete."""
+        if self.kind == "parquet":
+            if self._pq is not None:
+                self._pq.close()
+                os.unlink(self._tmp)
+        elif self.output:
+            self.f.close()
+
     def close(self) -> None:
         if self.kind == "parquet":
             if self.buf or self._pq is None:
@@ -182,8 +192,10 @@ def run(args) -> int:
             w.write(r)
             if not args.quiet and (i % 100 == 0 or i == len(files)):
                 print(f"[{i}/{len(files)}] scored", file=sys.stderr, flush=True)
-    finally:
-        w.close()
+    except BaseException:
+        w.abort()
+        raise
+    w.close()
     return 0
 
 

@@ -43,6 +43,10 @@ def _load_detector(model_dir: str | None):
 
 
 def cmd_predict(args) -> int:
+    if args.engine == "ray" or (args.output or "").endswith(".parquet"):
+        from model import batch  # detector actors on Ray / streamed Parquet rows
+
+        return batch.run(args)
     files = _expand(args.paths)
     if not files:
         print("error: no image or video files found", file=sys.stderr)
@@ -110,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--output", help="write results to this file instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: score with a pool of detector actors on Ray (same rows; use with --output X.parquet)")
+    p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
+    p.add_argument("--workers", type=int, help="with --engine ray: detector actors (default: one per CPU or GPU)")
     p.set_defaults(func=cmd_predict)
     e = sub.add_parser("explain", help="write Grad-CAM overlays for each face of an image")
     e.add_argument("image")
