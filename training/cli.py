@@ -52,7 +52,12 @@ def cmd_prepare(a) -> int:
 def cmd_train(a) -> int:
     from training import train
 
-    run = train.train(a.config, run_dir=a.run_dir, resume=not a.no_resume)
+    if a.workers > 1 or a.address:
+        from training import train_ray
+
+        run = train_ray.train(a.config, workers=a.workers, run_dir=a.run_dir, resume=not a.no_resume, address=a.address)
+    else:
+        run = train.train(a.config, run_dir=a.run_dir, resume=not a.no_resume)
     print(f"run folder: {run}")
     return 0
 
@@ -121,6 +126,10 @@ def main(argv=None) -> int:
     p.add_argument("config")
     p.add_argument("--run-dir")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N > 1: Ray Train with N workers (MultiWorkerMirroredStrategy); batch_size is per worker")
+    p.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else local Ray); the run folder "
+                                     "must be on storage every worker sees")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("calibrate", help="fit P(fake) calibration and the threshold on the validation files "
                                          "(analysed through the engine; writes the model card)")

@@ -144,7 +144,7 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
         ds = ds.map(lambda r: tf.io.parse_single_example(r, feats), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         ds = ds.filter(lambda e: tf.logical_and(table.lookup(e["video"]) > 0, e["label"] == int(label)))
         ds = ds.shuffle(min(SHUFFLE_BUFFER, len(sub)), seed=s + 1, reshuffle_each_iteration=True)
-        return ds.map(lambda e: (e["image"], e["kps"]), deterministic=True)
+        return ds.map(lambda e: (e["image"], e["kps"]))
 
     def decode(src):
         # crops are stored at the model's input size by the face-crop contract: no resize here
