@@ -391,6 +391,40 @@ def float32_copy(model, cfg: config_mod.Config):
     return out
 
 
+def multi_worker_keras_fixes(model, strategy, size: int) -> None:
+    """Work around two Keras 3.15 failures under MultiWorkerMirroredStrategy with more than one worker.
+
+    1. ``fit`` first builds the model from a real batch reduced with ``strategy.reduce(.., axis=None)`` over a
+       distributed batch, which fails across workers: the model is built here from a zero batch instead.
+    2. The per-step logs (scalars) are reduced with ``strategy.reduce("MEAN", v, axis=0)``: invalid for scalars.
+       They are reduced with ``axis=None`` (the mean over replicas: every worker sees the same numbers, so
+       early stopping and the best-model choice agree; val_auc is the mean of the workers' AUCs on their slices).
+    """
+    import tensorflow as tf
+    import keras.src.backend.tensorflow.trainer as kt
+
+    if not kt._collective_all_reduce_multi_worker(strategy):
+        return
+
+    def build(iterator=None, data_batch=None):
+        with strategy.scope():
+            model._symbolic_build(data_batch=(tf.zeros((1, size, size, 3)), tf.zeros((1,))))
+
+    model._maybe_symbolic_build = build
+    if getattr(kt.reduce_per_replica, "_deepfake_patched", False):
+        return
+    orig = kt.reduce_per_replica
+
+    def reduce_per_replica(values, strat, reduction):
+        if reduction in ("auto", "mean") and kt._collective_all_reduce_multi_worker(strat):
+            return tf.nest.map_structure(
+                lambda v: strat.reduce("MEAN", v, axis=None) if kt._is_per_replica_instance(v) else v, values)
+        return orig(values, strat, reduction)
+
+    reduce_per_replica._deepfake_patched = True
+    kt.reduce_per_replica = reduce_per_replica
+
+
 def scaled_learning_rate(base: float, replicas: int) -> float:
     """Linear scaling rule: ``base`` is the rate for one replica's batch; N replicas (N x the batch) use N x base."""
     return base * max(1, int(replicas))
@@ -489,6 +523,7 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         opt = {"adam": lambda: keras.optimizers.Adam(lr),
                "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=tc.weight_decay),
                "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[tc.optimizer]()
+        multi_worker_keras_fixes(model, strategy, cfg.model.input_size)
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
                       metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
 
