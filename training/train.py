@@ -175,7 +175,8 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
     # the rest are fakes, split between the dataset's own fakes and self-blended fakes in the ratio
     # fake_weight : sbi_weight (all self-blended where a dataset has no fakes). So no dataset "looks fake"
     # or "looks real" as a whole, and the model has to learn the manipulation, not the source.
-    train = df[df["split"] == "train"]
+    keep = [c for c in ("dataset", "label", "file", "video", "kps", "crop_size") if c in df]
+    train = df.loc[df["split"] == "train", keep]  # only the columns the streams need (1 M-row indexes)
     dc = cfg.data
     total = dc.real_weight + dc.fake_weight + dc.sbi_weight
     names = sorted(train["dataset"].unique())
