@@ -63,6 +63,10 @@ def _predict(args, limits) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.engine == "ray" or (args.output or "").endswith(".parquet"):
+        from model import batch  # detector actors on Ray / streamed Parquet rows
+
+        return batch.run(args)
     files = _expand(args.paths)
     if not files:
         print("error: no image or video files found", file=sys.stderr)
@@ -152,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wall-time limit for decoding one file (default $DEEPFAKE_DECODE_TIMEOUT_S or 120)")
     p.add_argument("--no-isolation", action="store_true",
                    help="decode in this process instead of a limited child process (trusted files only; faster)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: score with a pool of detector actors on Ray (same rows; use with --output X.parquet)")
+    p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
+    p.add_argument("--workers", type=int, help="with --engine ray: detector actors (default: one per CPU or GPU)")
     p.set_defaults(func=cmd_predict)
     e = sub.add_parser("explain", help="write Grad-CAM overlays for each face of an image")
     e.add_argument("image")

@@ -39,7 +39,13 @@ def cmd_prepare(a) -> int:
         df = pd.concat([g.sample(min(len(g), a.limit), random_state=0) for _, g in df.groupby("dataset")],
                        ignore_index=True)
     spec = CropSpec(size=a.size, margin=a.margin, frames=a.frames, max_faces=a.faces_per_frame)
-    out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
+    if a.engine == "ray":
+        from training import prepare_ray
+
+        out = prepare_ray.prepare(df, a.out, spec=spec, workers=a.workers if a.workers > 1 else None,
+                                  address=a.address, shard_items=a.shard_items)
+    else:
+        out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
     print(f"{len(out)} crops from {out['video'].nunique() if len(out) else 0} items -> {a.out}/crops.csv")
     return 0
 
@@ -47,7 +53,12 @@ def cmd_prepare(a) -> int:
 def cmd_train(a) -> int:
     from training import train
 
-    run = train.train(a.config, run_dir=a.run_dir, resume=not a.no_resume)
+    if a.workers > 1 or a.address:
+        from training import train_ray
+
+        run = train_ray.train(a.config, workers=a.workers, run_dir=a.run_dir, resume=not a.no_resume, address=a.address)
+    else:
+        run = train.train(a.config, run_dir=a.run_dir, resume=not a.no_resume)
     print(f"run folder: {run}")
     return 0
 
@@ -107,11 +118,19 @@ def main(argv=None) -> int:
     p.add_argument("--faces-per-frame", type=int, default=32, help="faces kept per frame (every track, as inference)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=0, help="at most this many items per dataset (random, seeded)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: process pool, PNG crops (default); ray: Ray Data actor pool, TFRecord shards")
+    p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
+    p.add_argument("--shard-items", type=int, default=64, help="with --engine ray: videos/images per shard")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("train", help="train from a config file (resumes an interrupted run)")
     p.add_argument("config")
     p.add_argument("--run-dir")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--workers", type=int, default=1,
+                   help="N > 1: Ray Train with N workers (MultiWorkerMirroredStrategy); batch_size is per worker")
+    p.add_argument("--address", help="Ray cluster address (default $RAY_ADDRESS, else local Ray); the run folder "
+                                     "must be on storage every worker sees")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("calibrate", help="fit P(fake) calibration and the threshold on the validation files "
                                          "(analysed through the engine; writes the model card)")

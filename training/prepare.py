@@ -118,6 +118,23 @@ def extract_item(row: dict, spec: CropSpec) -> tuple[list[tuple[int, int, int, o
     return [(0, k, k, f) for k, f in enumerate(image_faces(img, spec))], {}, ""
 
 
+def crop_records(row: dict, iid: str, faces, diffs: dict[int, float]) -> list[tuple[dict, object]]:
+    """(crop record, Face) per face of one item: the track label against the original, keypoints in crop pixels.
+    ``crop`` is the crop's file name (``f00012_0.png``); the writer (PNG folder or shard) replaces it."""
+    file_label = int(row["label"])
+    out = []
+    for idx, k, tid, f in faces:
+        d = diffs.get(tid, -1.0)
+        label = file_label if (file_label == 0 or tid not in diffs) else int(d > DIFF_FAKE)
+        rec = {c: row.get(c, "") for c in ROW_KEYS}
+        rec.update(crop=f"f{idx:05d}_{k}.png", video=iid, frame=int(idx), face=int(k), track=int(tid),
+                   label=label, file_label=file_label, confidence=round(float(f.confidence), 4),
+                   kps=json.dumps(_kps_in_crop(f)), diff=round(d, 3),
+                   x=int(f.box[0]), y=int(f.box[1]), w=int(f.box[2]), h=int(f.box[3]))
+        out.append((rec, f))
+    return out
+
+
 def _process(args) -> tuple[str, list[dict], str]:
     """Worker: one media item -> (item id, crop records, error)."""
     row, out_dir = args
@@ -136,18 +153,11 @@ def _process(args) -> tuple[str, list[dict], str]:
         return iid, [], "no face found"
     crop_dir = Path(out_dir) / "crops" / iid
     crop_dir.mkdir(parents=True, exist_ok=True)
-    file_label = int(row["label"])
     recs = []
-    for idx, k, tid, f in faces:
-        fn = crop_dir / f"f{idx:05d}_{k}.png"
+    for rec, f in crop_records(row, iid, faces, diffs):
+        fn = crop_dir / rec["crop"]
         cv2.imwrite(str(fn), cv2.cvtColor(f.crop, cv2.COLOR_RGB2BGR))
-        d = diffs.get(tid, -1.0)
-        label = file_label if (file_label == 0 or tid not in diffs) else int(d > DIFF_FAKE)
-        rec = {c: row.get(c, "") for c in ROW_KEYS}
-        rec.update(crop=str(fn.relative_to(out_dir)), video=iid, frame=int(idx), face=int(k), track=int(tid),
-                   label=label, file_label=file_label, confidence=round(float(f.confidence), 4),
-                   kps=json.dumps(_kps_in_crop(f)), diff=round(d, 3),
-                   x=int(f.box[0]), y=int(f.box[1]), w=int(f.box[2]), h=int(f.box[3]))
+        rec["crop"] = str(fn.relative_to(out_dir))
         recs.append(rec)
     return iid, recs, ""
 

@@ -10,6 +10,18 @@ Run folder ``runs/<name>/``::
     sbi_examples.png           contact sheet of self-blended fakes (made from dataset faces: never committed)
     evaluation/                written by ``python -m training evaluate``
 
+Scaling (one machine or ``--workers N`` on Ray Train, see ``training.train_ray``): ``train.batch_size`` is the
+batch PER REPLICA (one GPU, or one CPU worker); the global batch is ``batch_size x replicas``, and the learning rate
+follows the linear scaling rule (Goyal et al. 2017): ``learning_rate`` is the rate for ONE replica's batch and
+the optimizer runs at ``learning_rate x replicas`` after the configured warm-up (``warmup_epochs``, which the rule
+needs at large batches). One replica (a laptop, one GPU) trains exactly as before. On GPUs the model trains in
+mixed float16 (a per-model dtype policy, never the global one), and the saved detector is always rebuilt with
+float32 layers, so it runs in float32 on a CPU.
+
+Input: prepared folders of PNG crops (``prepare``) or TFRecord shards (``prepare --engine ray``). Shards are read
+by ``tf.data`` interleaved over the shard FILES, filtered by a per-video split table (no per-crop constants in the
+graph); validation crops are streamed from disk every epoch (``open_crop``), never held in the graph.
+
 The input pipeline is ``tf.data``: three weighted streams (real faces, dataset fakes, self-blended fakes made
 on the fly from real faces), each class-balanced across its datasets; parallel PNG decode, stateless seeded
 augmentation (flip, brightness, contrast, JPEG re-compression), prefetch. Deterministic for a seed.
@@ -101,20 +113,50 @@ def _sbi_np(img: np.ndarray, kps: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return self_blend(img, kps.reshape(5, 2), rng)[0]
 
 
-def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
-    """Infinite, batched (x float32 0-255, y float32) dataset of the training split."""
+SHUFFLE_BUFFER = 1024  # records per stream shuffle buffer when reading shards (~30 MB at 128 px)
+
+
+def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, global_batch: int | None = None):
+    """Infinite, batched (x float32 0-255, y float32) dataset of the training split.
+
+    ``global_batch`` (default ``train.batch_size``): the batch over all replicas (the strategy splits it).
+    Crops in TFRecord shards are read interleaved from the shard files; PNG crops are read by file name.
+    """
     import tensorflow as tf
+
+    from training.shards import parse_ref
 
     size = cfg.model.input_size
     aug = cfg.augment
+    sharded = bool(len(df)) and bool(df["file"].iloc[0].rpartition("@")[0].endswith(".tfrecord"))
+    feats = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
+             "kps": tf.io.FixedLenFeature([10], tf.float32), "video": tf.io.FixedLenFeature([], tf.string)}
 
-    def decode(path):
+    def shard_records(sub: pd.DataFrame, label: float, s: int):
+        """(PNG bytes, kps) of the crops of ``sub`` (one dataset, one label, train split), read from its shards."""
+        files = sorted({parse_ref(f)[0] for f in sub["file"]})
+        videos = sorted(set(sub["video"].astype(str)))
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(videos), tf.ones(len(videos), tf.int64)), default_value=0)
+        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=s, reshuffle_each_iteration=True).repeat()
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)), block_length=4,
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.map(lambda r: tf.io.parse_single_example(r, feats), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.filter(lambda e: tf.logical_and(table.lookup(e["video"]) > 0, e["label"] == int(label)))
+        ds = ds.shuffle(min(SHUFFLE_BUFFER, len(sub)), seed=s + 1, reshuffle_each_iteration=True)
+        return ds.map(lambda e: (e["image"], e["kps"]))
+
+    def decode(src):
         # crops are stored at the model's input size by the face-crop contract: no resize here
-        return tf.ensure_shape(tf.io.decode_png(tf.io.read_file(path), channels=3), (size, size, 3))
+        png = src if sharded else tf.io.read_file(src)
+        return tf.ensure_shape(tf.io.decode_png(png, channels=3), (size, size, 3))
 
     def stream(sub: pd.DataFrame, label: float, sbi: bool, s: int):
-        ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub, size)))
-        ds = ds.shuffle(len(sub), seed=s, reshuffle_each_iteration=True).repeat()
+        if sharded:
+            ds = shard_records(sub, 0.0 if sbi else label, s)
+        else:
+            ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub, size)))
+            ds = ds.shuffle(len(sub), seed=s, reshuffle_each_iteration=True).repeat()
         if sbi:
             rnd = tf.data.Dataset.random(seed=s + 7, rerandomize_each_iteration=True)
             ds = tf.data.Dataset.zip((ds, rnd))
@@ -133,7 +175,8 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
     # the rest are fakes, split between the dataset's own fakes and self-blended fakes in the ratio
     # fake_weight : sbi_weight (all self-blended where a dataset has no fakes). So no dataset "looks fake"
     # or "looks real" as a whole, and the model has to learn the manipulation, not the source.
-    train = df[df["split"] == "train"]
+    keep = [c for c in ("dataset", "label", "file", "video", "kps", "crop_size") if c in df]
+    train = df.loc[df["split"] == "train", keep]  # only the columns the streams need (1 M-row indexes)
     dc = cfg.data
     total = dc.real_weight + dc.fake_weight + dc.sbi_weight
     names = sorted(train["dataset"].unique())
@@ -187,7 +230,34 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
         return tf.clip_by_value(x, 0.0, 255.0), y
 
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(cfg.train.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(global_batch or cfg.train.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    opts = tf.data.Options()
+    # every worker draws its own seeded sample stream (seeded by rank in train_ray): no sharding by the strategy
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(opts)
+
+
+def val_dataset(val_df: pd.DataFrame, size: int, batch: int):
+    """Validation crops streamed from disk each epoch (PNG files or shard records via ``open_crop``), batched."""
+    import tensorflow as tf
+
+    from training.shards import open_crop
+
+    files, labels = val_df["file"].tolist(), val_df["label"].to_numpy(np.float32)
+
+    def gen():
+        for f, y in zip(files, labels):
+            img = open_crop(f)
+            if img.shape[:2] != (size, size):
+                raise ValueError(f"{f} is {img.shape[1]}x{img.shape[0]}, not {size} px: the crop contract was not kept")
+            yield img, y
+
+    sig = (tf.TensorSpec((size, size, 3), tf.uint8), tf.TensorSpec((), tf.float32))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y)).batch(batch).prefetch(2)
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(opts)
 
 
 def eval_subset(df: pd.DataFrame, split: str, cap: int, seed: int) -> pd.DataFrame:
@@ -199,21 +269,23 @@ def eval_subset(df: pd.DataFrame, split: str, cap: int, seed: int) -> pd.DataFra
 
 
 def load_images(files: list[str], size: int) -> np.ndarray:
-    import cv2
+    """Crops (PNG files or shard records) as an (N, size, size, 3) RGB uint8 array."""
+    from training.shards import open_crop
 
     out = np.zeros((len(files), size, size, 3), np.uint8)
     for i, f in enumerate(files):
-        img = cv2.imread(f, cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"crop missing or unreadable: {f}")
+        img = open_crop(f)
         if img.shape[:2] != (size, size):
             raise ValueError(f"{f} is {img.shape[1]}x{img.shape[0]}, not {size} px: the crop contract was not kept")
-        out[i] = img[..., ::-1]
+        out[i] = img
     return out
 
 
 # --------------------------------------------------------------------------- callbacks
-def _callbacks(run: Path, total_epochs: int, steps: int, patience: int, best0: float, epochs_since0: int):
+def _callbacks(run: Path, total_epochs: int, steps: int, patience: int, best0: float, epochs_since0: int,
+               chief: bool = True):
+    """Training callbacks. On a multi-worker run every worker takes the same decisions (metrics are all-reduced)
+    but only the chief (``chief=True``) writes files: history, best model, backups."""
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -244,6 +316,8 @@ def _callbacks(run: Path, total_epochs: int, steps: int, patience: int, best0: f
             v = float((logs or {}).get("val_auc", float("nan")))
             if np.isfinite(v) and v > self.best:
                 self.best, self.since = v, 0
+                if not chief:
+                    return
                 tmp = run / "checkpoints" / "best.tmp.keras"
                 self.model.save(tmp)
                 os.replace(tmp, run / "checkpoints" / "best.keras")
@@ -265,23 +339,96 @@ def _callbacks(run: Path, total_epochs: int, steps: int, patience: int, best0: f
             logs["lr"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
             logs["epoch_minutes"] = round((time.time() - self.t0) / 60, 3)
 
-    return [LR(), Progress(), BestAndStop(),
-            keras.callbacks.CSVLogger(str(run / HISTORY), append=True),
-            keras.callbacks.BackupAndRestore(str(run / "checkpoints" / "backup"), save_freq="epoch",
-                                             delete_checkpoint=False)]
+    class Backup(keras.callbacks.BackupAndRestore):
+        """Every worker restores from the chief's backup (a shared path); only the chief writes it."""
+
+        def _save_model(self):
+            if chief:
+                super()._save_model()
+
+    backup = Backup(str(run / "checkpoints" / "backup"), save_freq="epoch", delete_checkpoint=False)
+    if not chief:
+        return [LR(), BestAndStop(), backup]
+    return [LR(), Progress(), BestAndStop(), keras.callbacks.CSVLogger(str(run / HISTORY), append=True), backup]
 
 
 def strategy_for_devices():
-    """Several GPUs -> MirroredStrategy (+ mixed precision); one GPU -> default + mixed precision; CPU -> default."""
-    import keras
+    """Several GPUs -> MirroredStrategy; otherwise the default strategy. (Precision: ``training_precision``.)"""
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    if len(gpus) > 1:
+    if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def training_precision() -> str:
+    """mixed_float16 on GPUs (faster, half the activation memory), float32 on CPUs."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+def build_model(cfg: config_mod.Config, precision: str = "float32", weights: str | None = None):
+    """The configured detector with ``precision`` as ITS dtype policy; the global policy is restored after."""
+    import keras
+
+    from model.network import build_detector
+
+    prev = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return build_detector(cfg.model.backbone, cfg.model.input_size, weights=weights,
+                              dropout=cfg.model.dropout, dense_units=tuple(cfg.model.dense_units))
+    finally:
+        keras.config.set_dtype_policy(prev)
+
+
+def float32_copy(model, cfg: config_mod.Config):
+    """The same detector with float32 layers (what is saved), whatever precision ``model`` was trained in."""
+    if all(getattr(layer.dtype_policy, "compute_dtype", "float32") == "float32" for layer in model.layers):
+        return model
+    out = build_model(cfg, "float32")
+    out.set_weights(model.get_weights())  # variables of a mixed_float16 model are float32 already
+    return out
+
+
+def multi_worker_keras_fixes(model, strategy, size: int) -> None:
+    """Work around two Keras 3.15 failures under MultiWorkerMirroredStrategy with more than one worker.
+
+    1. ``fit`` first builds the model from a real batch reduced with ``strategy.reduce(.., axis=None)`` over a
+       distributed batch, which fails across workers: the model is built here from a zero batch instead.
+    2. The per-step logs (scalars) are reduced with ``strategy.reduce("MEAN", v, axis=0)``: invalid for scalars.
+       They are reduced with ``axis=None`` (the mean over replicas: every worker sees the same numbers, so
+       early stopping and the best-model choice agree; val_auc is the mean of the workers' AUCs on their slices).
+    """
+    import tensorflow as tf
+    import keras.src.backend.tensorflow.trainer as kt
+
+    if not kt._collective_all_reduce_multi_worker(strategy):
+        return
+
+    def build(iterator=None, data_batch=None):
+        with strategy.scope():
+            model._symbolic_build(data_batch=(tf.zeros((1, size, size, 3)), tf.zeros((1,))))
+
+    model._maybe_symbolic_build = build
+    if getattr(kt.reduce_per_replica, "_deepfake_patched", False):
+        return
+    orig = kt.reduce_per_replica
+
+    def reduce_per_replica(values, strat, reduction):
+        if reduction in ("auto", "mean") and kt._collective_all_reduce_multi_worker(strat):
+            return tf.nest.map_structure(
+                lambda v: strat.reduce("MEAN", v, axis=None) if kt._is_per_replica_instance(v) else v, values)
+        return orig(values, strat, reduction)
+
+    reduce_per_replica._deepfake_patched = True
+    kt.reduce_per_replica = reduce_per_replica
+
+
+def scaled_learning_rate(base: float, replicas: int) -> float:
+    """Linear scaling rule: ``base`` is the rate for one replica's batch; N replicas (N x the batch) use N x base."""
+    return base * max(1, int(replicas))
 
 
 def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
@@ -296,37 +443,53 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- main entry
-def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True) -> Path:
+def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True, strategy=None,
+          chief: bool = True, worker_seed: int = 0) -> Path:
+    """Train (or resume) a run. ``strategy``: a tf.distribute strategy made by the caller (Ray Train passes a
+    MultiWorkerMirroredStrategy; default: ``strategy_for_devices``). ``chief``: this process writes the run
+    folder (False on the other workers of a multi-worker run). ``worker_seed``: added to the sampling seed so
+    every worker draws its own stream of training crops."""
     import keras
     import tensorflow as tf
 
-    from model.network import ModelCard, build_detector, save_detector
+    from model.network import ModelCard, save_detector
 
     cfg = config_mod.load(config_path)
     run = Path(run_dir) if run_dir else REPO_ROOT / "runs" / cfg.name
-    if run.exists() and not resume:
+    if run.exists() and not resume and chief:
         shutil.rmtree(run)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     old = run / "config.json"
     if old.is_file() and {k: v for k, v in json.loads(old.read_text()).items() if k != "crop_spec"} != cfg.to_dict():
         raise config_mod.ConfigError(f"{run} holds a different experiment; use --no-resume or another name")
-    shutil.copyfile(config_path, run / "config.toml") if Path(config_path).resolve() != (run / "config.toml").resolve() else None
+    if chief and Path(config_path).resolve() != (run / "config.toml").resolve():
+        shutil.copyfile(config_path, run / "config.toml")
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     spec = crop_spec_of(cfg)
     resolved = cfg.to_dict()
     resolved["crop_spec"] = spec.to_dict()  # the face-crop contract of this run (from its prepared folders)
-    old.write_text(json.dumps(resolved, indent=2))
+    if strategy is None:
+        strategy = strategy_for_devices()
+    replicas = int(strategy.num_replicas_in_sync)
+    precision = training_precision()
+    tc = cfg.train
+    run_info = {"replicas": replicas, "global_batch": tc.batch_size * replicas, "precision": precision,
+                "learning_rate": scaled_learning_rate(tc.learning_rate, replicas),
+                "lr_rule": "linear: learning_rate x replicas (batch_size is per replica)"}
     df = load_table(cfg)
-    (df.groupby(["split", "dataset", "group", "label"]).size().rename("crops").reset_index()
-       .to_csv(run / "splits.csv", index=False))
+    if chief:
+        old.write_text(json.dumps(resolved, indent=2))
+        (run / "scaling.json").write_text(json.dumps(run_info, indent=2))
+        (df.groupby(["split", "dataset", "group", "label"]).size().rename("crops").reset_index()
+           .to_csv(run / "splits.csv", index=False))
     train_df = df[df["split"] == "train"]
     print(f"crops: train {len(train_df)} (real {int((train_df.label == 0).sum())}, fake {int((train_df.label == 1).sum())}), "
           f"val {int((df.split == 'val').sum())}, test {int((df.split == 'test').sum())}", file=sys.stderr)
 
     # contact sheet of self-blended examples (dataset faces: never committed, see .gitignore)
-    if cfg.data.sbi_weight > 0:
+    if cfg.data.sbi_weight > 0 and chief:
         import cv2
 
         from training.sbi import contact_sheet
@@ -342,30 +505,26 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         val_df = val_df[val_df["dataset"].isin(cfg.data.val_datasets)]
     if val_df["label"].nunique() < 2:
         raise ValueError("the validation split needs real and fake crops: set data.val_groups")
-    xv = load_images(val_df["file"].tolist(), cfg.model.input_size)
-    yv = val_df["label"].to_numpy(np.float32)
-
-    strategy = strategy_for_devices()
-    tc = cfg.train
     total_steps = tc.epochs * tc.steps_per_epoch
+    peak = run_info["learning_rate"]
     with strategy.scope():
         weights = cfg.model.weights
         if weights and weights != "imagenet":
             weights = str(resolve(weights))
             if not Path(weights).is_file():
                 raise FileNotFoundError(f"{weights} not found: run `python -m training convert-lite0` first")
-        model = build_detector(cfg.model.backbone, cfg.model.input_size, weights=weights,
-                               dropout=cfg.model.dropout, dense_units=tuple(cfg.model.dense_units))
+        model = build_model(cfg, precision, weights=weights)
         if tc.schedule == "cosine":
             warm = int(tc.warmup_epochs * tc.steps_per_epoch)
-            lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate * (0.1 if warm else 1.0), max(1, total_steps - warm),
-                                                        alpha=0.01, warmup_target=tc.learning_rate if warm else None,
+            lr = keras.optimizers.schedules.CosineDecay(peak * (0.1 if warm else 1.0), max(1, total_steps - warm),
+                                                        alpha=0.01, warmup_target=peak if warm else None,
                                                         warmup_steps=warm)
         else:
-            lr = tc.learning_rate
+            lr = peak
         opt = {"adam": lambda: keras.optimizers.Adam(lr),
                "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=tc.weight_decay),
                "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[tc.optimizer]()
+        multi_worker_keras_fixes(model, strategy, cfg.model.input_size)
         model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
                       metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
 
@@ -380,13 +539,16 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         if (run / "model" / "detector.keras").is_file() and done_epochs >= tc.epochs:
             print(f"{run} already finished ({done_epochs} epochs)", file=sys.stderr)
             return run
-    ds = build_train_dataset(df, cfg, cfg.seed)
-    vds = tf.data.Dataset.from_tensor_slices((xv.astype(np.float32), yv)).batch(64).cache()
+    ds = build_train_dataset(df, cfg, cfg.seed + 7919 * worker_seed, global_batch=run_info["global_batch"])
+    vds = val_dataset(val_df, cfg.model.input_size, 64)
     if not (tc.early_stopping_patience and since0 >= tc.early_stopping_patience):
         model.fit(ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, validation_data=vds, verbose=0,
-                  callbacks=_callbacks(run, tc.epochs, tc.steps_per_epoch, tc.early_stopping_patience, best0, since0))
+                  callbacks=_callbacks(run, tc.epochs, tc.steps_per_epoch, tc.early_stopping_patience, best0, since0,
+                                       chief=chief))
+    if not chief:
+        return run
 
-    best = keras.models.load_model(run / "checkpoints" / "best.keras", compile=False, safe_mode=True)
+    best = float32_copy(keras.models.load_model(run / "checkpoints" / "best.keras", compile=False, safe_mode=True), cfg)
     best_info = json.loads((run / "checkpoints" / "best.json").read_text())
     datasets = sorted(df["dataset"].unique())
     card = ModelCard(backbone=cfg.model.backbone, input_size=cfg.model.input_size, face_margin=cfg.model.face_margin,
