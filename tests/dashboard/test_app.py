@@ -66,7 +66,7 @@ def test_detect_upload_image_shows_score(app_env, astronaut_png):
     # Grad-CAM on demand
     at.toggle(key="cam_0").set_value(True).run()
     assert not at.exception
-    heat = at.session_state["gradcam"][0]
+    heat = at.session_state["gradcam"][("cam_0", "gradcam")].explanation.overlay
     assert heat.shape[2] == 3 and heat.dtype == np.uint8
 
 
