@@ -159,8 +159,17 @@ def metrics_block(s: dict) -> None:
                f"{s.get('n_groups')} held-out identity groups.")
 
 
-def confusion_block(pred: pd.DataFrame | None, m: dict, key: runs.SliceKey) -> None:
+def threshold_for(run: Path, key: str) -> None:
+    """A threshold slider starts at each run's own operating threshold: forget the value set for another run."""
+    owner = f"_{key}_run"
+    if st.session_state.get(owner) != str(run):
+        st.session_state.pop(key, None)
+        st.session_state[owner] = str(run)
+
+
+def confusion_block(pred: pd.DataFrame | None, m: dict, key: runs.SliceKey, run: Path) -> None:
     st.subheader("Confusion matrix")
+    threshold_for(run, "eval_threshold")
     thr = st.slider("Threshold on calibrated P(fake) (score ≥ threshold → fake)", 0.0, 1.0, float(m["threshold"]),
                     0.000001, format="%.4f", key="eval_threshold",
                     help=f"default: the operating threshold ({m.get('threshold_policy') or 'stored policy'})")

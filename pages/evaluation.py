@@ -28,7 +28,7 @@ if run is not None:
                 c1.plotly_chart(charts.roc({key[0]: roc}, {key[0]: s.get("auc")}), width="stretch")
             if prc is not None:
                 c2.plotly_chart(charts.pr({key[0]: prc}, {key[0]: s.get("ap")}), width="stretch")
-            evaluation.confusion_block(pred, m, key)
+            evaluation.confusion_block(pred, m, key, run)
         with st.expander("Every slice of this run", expanded=False):
             level = key[0]
             st.dataframe(runs.slices_table(m, level), hide_index=True)

@@ -15,6 +15,7 @@ if run is not None:
         kind = c2.radio("Show", ["fp", "fn"], horizontal=True, key="mis_kind",
                         format_func=lambda k: {"fp": "False positives (real scored fake)",
                                                "fn": "False negatives (fakes scored real)"}[k])
+        evaluation.threshold_for(run, "mis_threshold")
         thr = st.slider("Threshold", 0.0, 1.0, float(m["threshold"]), 0.000001, format="%.4f", key="mis_threshold")
         n = st.slider("How many", 4, 48, 12, 4, key="mis_n")
         pred = runs.eval_predictions(run, level)
