@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model import media, video
-from model.faces import Face, FaceExtractor
+from model.crops import CropSpec, image_faces, video_faces
+from model.faces import Face
 from model.media import MediaError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,15 +41,18 @@ class FaceResult:
     box: list[int]
     confidence: float
     keypoints: dict[str, list[float]]
-    score: float
+    score: float  # calibrated P(fake)
     label: str
     frame: int | None = None
     track: int | None = None
     crop: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    raw_score: float | None = None  # the network's output before calibration
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "crop"}
         d["score"] = round(float(self.score), 6)
+        if self.raw_score is not None:
+            d["raw_score"] = round(float(self.raw_score), 6)
         return d
 
 
@@ -81,7 +85,7 @@ class Result:
 
     path: str
     kind: str
-    score: float | None = None
+    score: float | None = None  # calibrated P(fake) of the file
     label: str = "unknown"
     error: str = ""
     threshold: float = 0.5
@@ -96,6 +100,7 @@ class Result:
     video_info: dict[str, Any] | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
+    raw_score: float | None = None  # file score before calibration
 
     @property
     def faces(self) -> int:
@@ -111,6 +116,7 @@ class Result:
         d: dict[str, Any] = {
             "path": self.path, "kind": self.kind, "faces": self.faces,
             "score": None if self.score is None else round(float(self.score), 6),
+            "raw_score": None if self.raw_score is None else round(float(self.raw_score), 6),
             "label": self.label, "error": self.error, "threshold": self.threshold,
             "model": self.model, "model_trained": self.model_trained,
             "score_meaning": "P(fake) in [0, 1]",
@@ -137,46 +143,46 @@ CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error")
 
 # --------------------------------------------------------------------------- detector
 class Detector:
-    def __init__(self, model, card, extractor: FaceExtractor | None = None, name: str = ""):
+    def __init__(self, model, card, spec: CropSpec | None = None, name: str = ""):
         import tensorflow as tf
 
         self.model = model
         self.card = card
         self.name = name or card.backbone
         self.input_size = int(model.input_shape[1])
-        self.extractor = extractor or FaceExtractor(crop_size=self.input_size, margin=card.face_margin)
-        spec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[spec], autograph=False)
+        self.spec = spec or card.spec()
+        if self.spec.size != self.input_size:
+            raise ValueError(f"crop spec size {self.spec.size} != model input {self.input_size}")
+        self.calibration = card.calibrator()
+        tspec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
+        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
         self._gradcam = None
 
-    def video_extractor(self, short_side: int) -> FaceExtractor:
-        """Face extraction for video frames: detect on frames downscaled to <= 640 px, ignoring faces smaller
-        than 5.5 % of the frame's short side (40 px at 720p). About 4x faster than full resolution on 720p;
-        smaller faces are too small for a reliable verdict anyway. Small videos are not downscaled."""
-        e = self.extractor
-        return FaceExtractor(crop_size=e.crop_size, margin=e.margin, min_confidence=e.min_confidence,
-                             min_face_size=max(e.min_face_size, int(0.055 * short_side)), max_faces=e.max_faces,
-                             max_side=min(e.max_side, 640))
+    def calibrate(self, raw):
+        """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
+        return self.calibration.apply(raw)
 
     # ---- construction
     @classmethod
-    def load(cls, directory: str | os.PathLike | None = None, **extractor_kw) -> "Detector":
+    def load(cls, directory: str | os.PathLike | None = None, **spec_overrides) -> "Detector":
         """Load a saved model folder (``detector.keras`` + ``model_card.json``) with safe_mode.
 
-        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model.
+        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model. The face-crop
+        contract comes from the model card; ``spec_overrides`` (e.g. ``min_confidence=0.8``) change
+        detection settings for this session only.
         """
         from model.network import load_detector
 
         d = Path(directory) if directory else default_model_dir()
         model, card = load_detector(d)
-        ext = FaceExtractor(crop_size=int(model.input_shape[1]), margin=card.face_margin, **extractor_kw)
-        return cls(model, card, ext, name=str(d))
+        spec = card.spec().replace(**spec_overrides) if spec_overrides else None
+        return cls(model, card, spec, name=str(d))
 
     @classmethod
     def untrained(cls, backbone: str = "efficientnet_b0", input_size: int = 128) -> "Detector":
         from model.network import ModelCard, build_detector
 
-        card = ModelCard(backbone=backbone, input_size=input_size)
+        card = ModelCard(backbone=backbone, input_size=input_size, crop_spec=CropSpec(size=input_size).to_dict())
         return cls(build_detector(backbone, input_size), card, name=f"untrained {backbone}")
 
     @property
@@ -198,7 +204,8 @@ class Detector:
 
     # ---- scoring
     def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled tf.function."""
+        """RAW network P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled
+        tf.function. The engine calibrates these (``calibrate``) before showing them."""
         arr = np.asarray(crops, dtype=np.float32)
         if arr.size == 0:
             return np.zeros((0,), np.float32)
@@ -215,10 +222,11 @@ class Detector:
         res = self._base(path, "image")
         res.height, res.width = image.shape[:2]
         res.image = image
-        faces = self.extractor.detect(image)
-        scores = self.score_crops([f.crop for f in faces])
-        res.face_results = [self._face_result(f, s) for f, s in zip(faces, scores)]
-        res.score = float(max(scores)) if len(scores) else None
+        faces = image_faces(image, self.spec)
+        raw = self.score_crops([f.crop for f in faces])
+        res.face_results = [self._face_result(f, s) for f, s in zip(faces, raw)]
+        res.raw_score = float(max(raw)) if len(raw) else None
+        res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
         return res
 
@@ -232,13 +240,15 @@ class Detector:
             return res
         return self.analyze_array(image, name)
 
-    def _face_result(self, f: Face, score: float, frame: int | None = None, track: int | None = None) -> FaceResult:
+    def _face_result(self, f: Face, raw: float, frame: int | None = None, track: int | None = None) -> FaceResult:
+        score = self.calibrate(float(raw))
         return FaceResult(box=[int(v) for v in f.box], confidence=round(float(f.confidence), 4),
                           keypoints={k: [round(a, 1), round(b, 1)] for k, (a, b) in f.keypoints.items()},
-                          score=float(score), label=self.label_for(float(score)), frame=frame, track=track, crop=f.crop)
+                          score=score, label=self.label_for(score), frame=frame, track=track, crop=f.crop,
+                          raw_score=float(raw))
 
     # ---- videos
-    def analyze_video(self, path: str | os.PathLike, frames: int = 32, strategy: str = "max_mean",
+    def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
                       max_duration_s: float = 600.0, progress: Callable[[float, str], None] | None = None,
                       detect_batch: int = 8) -> Result:
         res = self._base(str(path), "video")
@@ -246,53 +256,44 @@ class Detector:
         if strategy not in video.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
         try:
-            if progress:
-                progress(0.0, "decoding frames")
-            t0 = time.perf_counter()
-            info, decoded = video.read_frames(path, n=frames, max_duration_s=max_duration_s)
-            res.timings["decode_s"] = time.perf_counter() - t0
+            vf = video_faces(path, self.spec, frames=frames, max_duration_s=max_duration_s, progress=progress,
+                             detect_batch=detect_batch)
         except MediaError as e:
             res.error = str(e)
             return res
+        info, decoded, per_frame, track_ids = vf.info, vf.frames, vf.faces, vf.tracks
+        res.timings["decode_s"], res.timings["detect_s"] = vf.decode_s, vf.detect_s
         res.video_info = {"frame_count": info.frame_count, "fps": round(info.fps, 3), "width": info.width,
                           "height": info.height, "rotation": info.rotation, "duration_s": round(info.duration_s, 3),
                           "sampled_frames": len(decoded)}
         res.height, res.width = decoded[0][1].shape[:2]
-        per_frame: list[list[Face]] = []
-        vx = self.video_extractor(min(res.height, res.width))
-        done = 0
-        t0 = time.perf_counter()
-        for chunk in video.iter_batches(decoded, detect_batch):
-            per_frame.extend(vx.detect_batch([f for _, f in chunk]))
-            done += len(chunk)
-            if progress:
-                progress(0.9 * done / len(decoded), f"detecting faces: frame {done}/{len(decoded)}")
-        res.timings["detect_s"] = time.perf_counter() - t0
         flat = [f for faces in per_frame for f in faces]
         t0 = time.perf_counter()
-        scores = self.score_crops([f.crop for f in flat]) if flat else np.zeros(0)
+        raw = self.score_crops([f.crop for f in flat]) if flat else np.zeros(0)
         res.timings["classify_s"] = time.perf_counter() - t0
-        track_ids = video.link_tracks([[f.box for f in faces] for faces in per_frame])
         k = 0
         fps = info.fps or 25.0
         tracks: dict[int, list[tuple[int, float]]] = {}
+        raw_frames: list[list[float]] = []
         best = (-1.0, 0)
         for (idx, frame), faces, tids in zip(decoded, per_frame, track_ids):
             frs = []
             for f, tid in zip(faces, tids):
-                s = float(scores[k])
+                s = float(raw[k])
                 k += 1
                 frs.append(self._face_result(f, s, frame=idx, track=tid))
                 tracks.setdefault(tid, []).append((idx, s))
                 if s > best[0]:
                     best = (s, len(res.frames))
+            raw_frames.append([f.raw_score for f in frs])
             res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
         for tid, items in sorted(tracks.items()):
             ts = [s for _, s in items]
-            tscore = video.aggregate([[s] for s in ts], strategy)
-            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=ts, score=float(tscore),
-                                          label=self.label_for(tscore)))
-        res.score = video.aggregate([[f.score for f in fr.faces] for fr in res.frames], strategy)
+            tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
+            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=[float(v) for v in self.calibrate(ts)],
+                                          score=float(tscore), label=self.label_for(tscore)))
+        res.raw_score = video.aggregate(raw_frames, strategy)
+        res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
         res.image = decoded[best[1]][1] if res.frames else None
         if progress:
@@ -300,7 +301,7 @@ class Detector:
         return res
 
     # ---- dispatch
-    def analyze(self, path: str | os.PathLike, frames: int = 32, strategy: str = "max_mean",
+    def analyze(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
                 progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
         """Analyse any file; every user-input problem is returned in ``result.error``, never raised."""
         name = display_name or str(path)

@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score images, videos and folders", epilog=EPILOG)
     p.add_argument("paths", nargs="+", help="image files, video files or folders (searched recursively)")
     p.add_argument("--model", help="model folder (default: $DEEPFAKE_MODEL or the bundled sample model)")
-    p.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model card's crop spec, 32)")
     p.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean",
                    help="video aggregation (default max_mean: max over faces per frame, mean over frames)")
     p.add_argument("--format", choices=("csv", "json"), default="csv")

@@ -182,6 +182,22 @@ class ModelCard:
     created: str = dataclasses.field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     package_version: str = __version__
     notes: str = ""
+    crop_spec: dict[str, Any] = dataclasses.field(default_factory=dict)  # model.crops.CropSpec as a dict
+    calibration: dict[str, Any] = dataclasses.field(default_factory=dict)  # model.calibration.Calibration
+    threshold_policy: str = ""  # how the threshold was chosen (on calibrated file scores)
+
+    def spec(self):
+        """The face-crop contract this model was trained with (older cards: size and margin only)."""
+        from model.crops import CropSpec
+
+        if self.crop_spec:
+            return CropSpec.from_dict(self.crop_spec)
+        return CropSpec(size=int(self.input_size), margin=float(self.face_margin))
+
+    def calibrator(self):
+        from model.calibration import Calibration
+
+        return Calibration.from_dict(self.calibration)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

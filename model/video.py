@@ -78,8 +78,26 @@ def open_video(path) -> tuple[cv2.VideoCapture, VideoInfo]:
     return cap, info
 
 
+def downscale(frame: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Shrink a frame so its longer side is at most ``max_side`` (INTER_AREA); smaller frames are kept."""
+    if not max_side:
+        return frame
+    h, w = frame.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1.0:
+        return frame
+    return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def read_frame(path, index: int, max_side: int | None = None) -> np.ndarray | None:
+    """One decoded frame (RGB, rotation applied, downscaled like ``read_frames``), or None."""
+    _, got = read_frames(path, indices=[int(index)], max_side=max_side, max_duration_s=None)
+    return got[0][1] if got and got[0][0] == int(index) else None
+
+
 def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0,
-                max_frames: int = 300) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
+                max_frames: int = 300, max_side: int | None = None,
+                indices: list[int] | None = None) -> tuple[VideoInfo, list[tuple[int, np.ndarray]]]:
     """Decode ``n`` frames sampled uniformly (RGB, rotation applied) -> (info, [(index, frame)]).
 
     Only the first ``max_duration_s`` seconds are considered; ``n`` is capped at ``max_frames``.
@@ -91,7 +109,7 @@ def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0,
         count = info.frame_count
         if max_duration_s and info.fps > 0:
             count = min(count, max(1, int(max_duration_s * info.fps)))
-        wanted = sample_indices(count, min(n, max_frames))
+        wanted = sorted(set(indices)) if indices is not None else sample_indices(count, min(n, max_frames))
         out: list[tuple[int, np.ndarray]] = []
         pos = 0
         for idx in wanted:
@@ -108,7 +126,7 @@ def read_frames(path, n: int = 32, max_duration_s: float | None = 600.0,
             pos += 1
             if not ok or frame is None:
                 continue
-            out.append((idx, _rotate(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), info.rotation)))
+            out.append((idx, downscale(_rotate(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), info.rotation), max_side)))
         if not out:
             raise MediaError("could not decode any frame (truncated or corrupt video)")
         return info, out

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FFPP = SHARED_DATA / "ffpp_mini"
 UTK = SHARED_DATA / "utkface"
+LFW = SHARED_DATA / "lfw"
 
 needs_ffpp = pytest.mark.skipif(not FFPP.is_dir(), reason=f"dataset not present: {FFPP} (../shared/data beside the checkout)")
 needs_utk = pytest.mark.skipif(not UTK.is_dir(), reason=f"dataset not present: {UTK} (../shared/data beside the checkout)")
@@ -75,8 +76,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     keras.utils.set_random_seed(0)
     m = build_detector("efficientnet_b0", 64)
     d = tmp_path_factory.mktemp("model") / "tiny"
+    from model.crops import CropSpec
+
     save_detector(m, ModelCard(backbone="efficientnet_b0", input_size=64, trained=True, threshold=0.5,
-                               trained_on="test fixture (random weights)"), d)
+                               trained_on="test fixture (random weights)",
+                               crop_spec=CropSpec(size=64, frames=4).to_dict()), d)
     return d
 
 
@@ -114,11 +118,12 @@ def layout(tmp_path_factory, astronaut):
 
 @pytest.fixture(scope="session")
 def prepared(layout, tmp_path_factory):
+    from model.crops import CropSpec
     from training import datasets, prepare
 
     df = datasets.index_dataset("folder", layout)
     out = tmp_path_factory.mktemp("prep") / "p"
-    crops = prepare.prepare(df, out, size=64, frames=4, progress=False)
+    crops = prepare.prepare(df, out, spec=CropSpec(size=64, frames=4), progress=False)
     return out, crops
 
 
@@ -135,7 +140,7 @@ def tiny_config(tmp_path: Path, prepared_dir: Path, **train) -> Path:
         input_size = 64
         [data]
         prepared = ["{prepared_dir}"]
-        val_groups = ["folder:p2"]
+        val_groups = ["folder:p1", "folder:p2"]
         test_groups = ["folder:p3"]
         [train]
     """) + "\n".join(f"{k} = {json.dumps(v)}" for k, v in tr.items()) + "\n"
@@ -152,5 +157,6 @@ def tiny_run(prepared, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     cfg = tiny_config(root, prepared[0], epochs=1, steps_per_epoch=2)
     run = train.train(cfg, run_dir=root / "tiny")
-    evaluate.evaluate_run(run)
+    evaluate.calibrate_run(run, progress=False)
+    evaluate.evaluate_run(run, n_boot=50, progress=False)
     return run

@@ -1,4 +1,4 @@
-"""``python -m training {index,prepare,train,evaluate,audit,explain-eval,convert-lite0}``."""
+"""``python -m training {index,prepare,train,calibrate,evaluate,audit,explain-eval,convert-lite0}``."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,7 @@ def cmd_index(a) -> int:
 def cmd_prepare(a) -> int:
     import pandas as pd
 
+    from model.crops import CropSpec
     from training import datasets, prepare
 
     frames = []
@@ -35,9 +36,8 @@ def cmd_prepare(a) -> int:
     df = pd.concat(frames, ignore_index=True)
     if a.limit:
         df = df.groupby("dataset", group_keys=False).apply(lambda g: g.sample(min(len(g), a.limit), random_state=0))
-    df = datasets.assign_splits(df, val=a.val, test=a.test, seed=a.seed)
-    out = prepare.prepare(df, a.out, size=a.size, margin=a.margin, frames=a.frames,
-                          faces_per_frame=a.faces_per_frame, workers=a.workers)
+    spec = CropSpec(size=a.size, margin=a.margin, frames=a.frames, max_faces=a.faces_per_frame)
+    out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
     print(f"{len(out)} crops from {out['video'].nunique() if len(out) else 0} items -> {a.out}/crops.csv")
     return 0
 
@@ -53,8 +53,7 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     from training import evaluate
 
-    summary = evaluate.evaluate_run(a.run, frames=a.frames)
-    print(summary)
+    print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos))
     return 0
 
 
@@ -65,11 +64,13 @@ def cmd_audit(a) -> int:
     return 0
 
 
-def cmd_threshold(a) -> int:
-    from training import train
+def cmd_calibrate(a) -> int:
+    from training import evaluate
 
-    r = train.set_threshold(a.run, policy=a.policy, target_fpr=a.target_fpr)
-    print(f"threshold {r['threshold']:.4f} ({r['note']}); run `python -m training evaluate {a.run}` to update the numbers")
+    r = evaluate.calibrate_run(a.run, policy=a.policy, target_fpr=a.target_fpr)
+    cal = r["calibration"]
+    print(f"calibration {cal['method']} (validation CV log-loss {cal.get('selection', {}).get('cv_log_loss')}); "
+          f"threshold {r['threshold']:.4f} ({r['policy']}); run `python -m training evaluate {a.run}` next")
     return 0
 
 
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training", description="DeepFake-Detect training pipeline")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("index", help="index a dataset's own layout into a CSV")
-    p.add_argument("kind", help="ffpp | dfd | celebdf | dfdc | timit | folder | utkface")
+    p.add_argument("kind", help="ffpp | dfd | celebdf | dfdc | timit | folder | utkface | lfw")
     p.add_argument("root")
     p.add_argument("--out", required=True)
     p.add_argument("--assign-splits", action="store_true")
@@ -108,30 +109,31 @@ def main(argv=None) -> int:
     p = sub.add_parser("prepare", help="videos/images -> face crops + crops.csv (resumable)")
     p.add_argument("index", nargs="+", help="index CSVs or KIND=ROOT (e.g. ffpp=/data/FaceForensics++)")
     p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, default=128)
+    # the face-crop contract (model.crops.CropSpec); the rest of the contract keeps its defaults
+    p.add_argument("--size", type=int, default=128, help="crop side = the model's input size")
     p.add_argument("--margin", type=float, default=0.3)
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--faces-per-frame", type=int, default=1)
+    p.add_argument("--frames", type=int, default=32, help="frames per video (as inference)")
+    p.add_argument("--faces-per-frame", type=int, default=32, help="faces kept per frame (every track, as inference)")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--limit", type=int, default=0, help="at most this many items per dataset (random, seeded)")
-    p.add_argument("--val", type=float, default=0.15)
-    p.add_argument("--test", type=float, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("train", help="train from a config file (resumes an interrupted run)")
     p.add_argument("config")
     p.add_argument("--run-dir")
     p.add_argument("--no-resume", action="store_true")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("evaluate", help="evaluate a run's best model on its test split")
+    p = sub.add_parser("calibrate", help="fit P(fake) calibration and the threshold on the validation files "
+                                         "(analysed through the engine; writes the model card)")
     p.add_argument("run")
-    p.add_argument("--frames", type=int, default=0, help="unused for crop-level evaluation")
-    p.set_defaults(func=cmd_evaluate)
-    p = sub.add_parser("threshold", help="choose the operating point on the validation split (writes the model card)")
-    p.add_argument("run")
-    p.add_argument("--policy", choices=("fpr", "youden"), default="fpr")
+    p.add_argument("--policy", choices=("youden", "bayes", "fpr"), default="youden",
+                   help="threshold on calibrated validation file scores (default youden: max TPR-FPR)")
     p.add_argument("--target-fpr", type=float, default=0.1, help="with --policy fpr: false alarms allowed per dataset")
-    p.set_defaults(func=cmd_threshold)
+    p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser("evaluate", help="analyse the run's test files through the engine; metrics with intervals")
+    p.add_argument("run")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
+    p.add_argument("--max-photos", type=int, default=0, help="at most this many test photos per photo set (0: all)")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")
     p.set_defaults(func=cmd_audit)

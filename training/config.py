@@ -39,8 +39,13 @@ class ModelCfg:
 @dataclasses.dataclass
 class DataCfg:
     prepared: list[str] = dataclasses.field(default_factory=list)  # folders made by `python -m training prepare`
-    val_groups: list[str] = dataclasses.field(default_factory=list)  # explicit identity groups (else prepared split)
+    # Splits are computed here, at training time, from the prepared folders' source index (training.datasets.
+    # assign_splits): official splits first, then explicit groups; a dataset with an explicit group puts its other
+    # groups in train; the rest are hashed (seed) into val_fraction / test_fraction of each dataset's items.
+    val_groups: list[str] = dataclasses.field(default_factory=list)
     test_groups: list[str] = dataclasses.field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
     # Per dataset: real faces are real_weight / (sum) of its samples; the fake rest is split between the dataset's
     # own fakes and self-blended fakes as fake_weight : sbi_weight (all self-blended for real-only datasets).
     real_weight: float = 0.5

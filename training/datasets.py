@@ -8,8 +8,15 @@ Columns of every index (a pandas DataFrame, stored as CSV):
     label        0 real, 1 fake
     method       manipulation method ("real" for originals)
     compression  c0/c23/c40 (FF++), hq/lq (TIMIT), "" when unknown
-    group        identity group: every video sharing a person (as target or source) has the same group
-    split        train | val | test from the dataset's official split, or "" (assigned later by group)
+    group        identity group: the unit that splits assign (FF++: every video sharing a person, as target or
+                 source; Google DFD and Celeb-DF: the target actor; DFDC: the ``dfdc_train_part_N`` folder or a
+                 cluster from ``clusters.csv``; photo sets: the person or the file)
+    ids          space-separated identities the item shows (target and source of a swap): an item whose
+                 identities fall in different splits is excluded, so no person is in two splits
+    original     for a fake: the path of its original video when the dataset has it (FF++ target, DFD scene,
+                 DFDC ``original``), else ""
+    split        the dataset's OFFICIAL split (FF++ splits/*.json, Celeb-DF test list) or "" -- the rest is
+                 assigned at training time by ``assign_splits``
     age, gender, race   only for face-attribute datasets (UTKFace); -1 when unknown
 
 Missing optional parts (metadata files, split files) are logged and skipped; a layout with no media at all
@@ -24,12 +31,14 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 
 from model.media import IMAGE_EXTS, VIDEO_EXTS
 
 log = logging.getLogger(__name__)
-COLUMNS = ["path", "dataset", "media", "label", "method", "compression", "group", "split", "age", "gender", "race"]
+COLUMNS = ["path", "dataset", "media", "label", "method", "compression", "group", "ids", "original", "split",
+           "age", "gender", "race"]
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
 
 
@@ -67,6 +76,8 @@ def _frame(rows: list[dict], what: str) -> pd.DataFrame:
     for c in COLUMNS:
         if c not in df:
             df[c] = -1 if c in ("age", "gender", "race") else ""
+    empty_ids = df["ids"].fillna("") == ""
+    df.loc[empty_ids, "ids"] = df.loc[empty_ids, "group"]
     return df[COLUMNS].sort_values("path").reset_index(drop=True)
 
 
@@ -115,7 +126,26 @@ def index_ffpp(root: str | Path) -> pd.DataFrame:
                         ids, ds = ["ffpp:" + p for p in pair], "ffpp"
                     rows.append(dict(path=str(f.resolve()), dataset=ds, media="video", label=1, method=mdir.name,
                                      compression=cdir.name, _ids=ids, _vid=f.stem))
-    _groups(rows, lambda r: r["_ids"])
+    youtube = [r for r in rows if r["dataset"] == "ffpp"]
+    _groups(youtube, lambda r: r["_ids"])
+    # Google DFD: the group is the target actor (a closed cast of 28 actors would collapse into one component)
+    reals = {}
+    for r in rows:
+        if r["label"] == 0:
+            reals.setdefault((r["dataset"], r["_vid"], r["compression"]), r["path"])
+    for r in rows:
+        r["ids"] = " ".join(dict.fromkeys(r["_ids"]))
+        if r["dataset"] == "dfd":
+            r["group"] = r["_ids"][0]
+        if r["label"] == 1:  # the original: FF++ target video / DFD actor's same scene, same compression first
+            if r["dataset"] == "ffpp":
+                key = r["_vid"].split("_")[0]
+            else:
+                bits = r["_vid"].split("__")
+                key = f"{bits[0].split('_')[0]}__{bits[1]}" if len(bits) >= 2 else ""
+            cands = [reals.get((r["dataset"], key, r["compression"]))] + [
+                v for (d, k, _c), v in sorted(reals.items()) if d == r["dataset"] and k == key]
+            r["original"] = next((c for c in cands if c), "")
     # official splits
     sdir = root / "splits"
     split_of: dict[str, str] = {}
@@ -152,8 +182,13 @@ def index_celebdf(root: str | Path) -> pd.DataFrame:
             else:
                 ids = ["celeb:" + parts[0], "celeb:" + parts[1]] if len(parts) >= 3 else ["celeb:" + parts[0]]
             rows.append(dict(path=str(f.resolve()), dataset="celebdf", media="video", label=label, method=method,
-                             compression="", _ids=ids, _rel=f"{folder}/{f.name}"))
-    _groups(rows, lambda r: r["_ids"])
+                             compression="", _ids=ids, _rel=f"{folder}/{f.name}", group=ids[0], ids=" ".join(ids)))
+    # group = the target identity; the source face is in ``ids`` (59 celebrities swapped among themselves would
+    # otherwise be one component). Identities of the official test videos never appear in training.
+    reals = {(r["_ids"][0], r["_rel"].rsplit("_", 1)[-1]): r["path"] for r in rows if r["label"] == 0}
+    for r in rows:
+        if r["label"] == 1:
+            r["original"] = reals.get((r["_ids"][0], r["_rel"].rsplit("_", 1)[-1]), "")
     test_list = root / "List_of_testing_videos.txt"
     tests: set[str] = set()
     if test_list.is_file():
@@ -164,7 +199,7 @@ def index_celebdf(root: str | Path) -> pd.DataFrame:
     else:
         log.warning("Celeb-DF: %s missing; no official split", test_list)
     for r in rows:
-        r["split"] = ("test" if r["_rel"] in tests else "train") if tests else ""
+        r["split"] = "test" if r["_rel"] in tests else ""
         del r["_ids"], r["_rel"]
     return _frame(rows, f"Celeb-DF at {root}")
 
@@ -178,6 +213,11 @@ def index_dfdc(root: str | Path) -> pd.DataFrame:
     if (root / "metadata.json").is_file():
         parts = [root] + parts
     rows = []
+    clusters: dict[str, str] = {}
+    cf = root / "clusters.csv"
+    if cf.is_file():  # optional: filename,cluster (e.g. from face clustering): actors recur across parts
+        cl = pd.read_csv(cf, dtype=str, keep_default_na=False)
+        clusters = dict(zip(cl.iloc[:, 0].map(lambda v: Path(v).name), cl.iloc[:, 1]))
     for part in parts:
         mf = part / "metadata.json"
         if not mf.is_file():
@@ -194,9 +234,11 @@ def index_dfdc(root: str | Path) -> pd.DataFrame:
                 continue
             fake = str(m.get("label", "")).upper() == "FAKE"
             orig = m.get("original") or name
+            group = ("dfdc:c" + clusters[name]) if name in clusters else "dfdc:" + part.name
             rows.append(dict(path=str(f.resolve()), dataset="dfdc", media="video", label=int(fake),
-                             method="dfdc_fake" if fake else "real", compression="",
-                             group="dfdc:" + Path(orig).stem, split=""))
+                             method="dfdc_fake" if fake else "real", compression="", group=group,
+                             original=str((part / orig).resolve()) if fake and (part / orig).is_file() else "",
+                             split=""))
     return _frame(rows, f"DFDC at {root}")
 
 
@@ -256,10 +298,23 @@ def index_utkface(root: str | Path) -> pd.DataFrame:
     return _frame(rows, f"UTKFace at {root}")
 
 
+def index_lfw(root: str | Path) -> pd.DataFrame:
+    """Labeled Faces in the Wild (``<Person_Name>_0001.jpg``, flat or in per-person folders): real news
+    photos; the group is the person."""
+    root = Path(root)
+    rows = []
+    for f in _files(root, IMAGE_EXTS):
+        person = re.sub(r"_\d{4}$", "", f.stem)
+        rows.append(dict(path=str(f.resolve()), dataset="lfw", media="image", label=0, method="real",
+                         compression="", group="lfw:" + person, split=""))
+    return _frame(rows, f"LFW at {root}")
+
+
 INDEXERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc,
-    "timit": index_timit, "folder": index_folder, "utkface": index_utkface,
+    "timit": index_timit, "folder": index_folder, "utkface": index_utkface, "lfw": index_lfw,
 }
+PHOTO_SETS = ("utkface", "lfw")  # real-only photo sets: reported apart, never pooled into a headline
 
 
 def index_dataset(kind: str, root: str | Path) -> pd.DataFrame:
@@ -279,33 +334,77 @@ def _h(seed: int, s: str) -> int:
 
 
 def assign_splits(df: pd.DataFrame, val: float = 0.15, test: float = 0.2, seed: int = 0,
-                  val_groups: Iterable[str] = (), test_groups: Iterable[str] = ()) -> pd.DataFrame:
-    """Fill empty ``split`` cells by identity group: no group is ever in two splits.
+                  val_groups: Iterable[str] = (), test_groups: Iterable[str] = (),
+                  train_only_datasets: Iterable[str] = ()) -> pd.DataFrame:
+    """Splits by identity, vectorised (O(rows)); returns a copy with ``split`` in train|val|test|excluded.
 
-    Explicit ``val_groups`` / ``test_groups`` win; the rest are ordered by a seeded hash and filled so each
-    split gets about its fraction of rows.
+    1. Rows with an official split, and rows of explicit ``val_groups`` / ``test_groups``, keep that split.
+    2. Every other row whose identities (``ids``) include one of a fixed row's identities is ``excluded``
+       (e.g. Celeb-DF training videos of a person in the official test list), unless its whole group is fixed.
+    3. The remaining groups are ordered by a seeded hash, per dataset, and filled so each split gets about its
+       fraction of rows (datasets in ``train_only_datasets`` put them all in train).
+    4. An identity whose rows ended in several splits keeps the split of its own group; the others are excluded.
     """
     df = df.copy()
-    val_groups, test_groups = set(val_groups), set(test_groups)
-    todo = df["split"].fillna("") == ""
-    df.loc[todo & df["group"].isin(test_groups), "split"] = "test"
-    df.loc[todo & df["group"].isin(val_groups), "split"] = "val"
-    todo = df["split"].fillna("") == ""
-    sizes = df[todo].groupby("group").size()
-    total = int(sizes.sum())
-    quota = {"test": test * total, "val": val * total}
-    got = {"test": 0, "val": 0}
-    for g in sorted(sizes.index, key=lambda g: _h(seed, g)):
-        n = int(sizes[g])
-        target = next((s for s in ("test", "val") if got[s] + n / 2 <= quota[s]), "train")
-        if target != "train":
-            got[target] += n
-        df.loc[todo & (df["group"] == g), "split"] = target
+    if "ids" not in df:
+        df["ids"] = df["group"]
+    g = df["group"].astype(str)
+    ids = df["ids"].fillna("").astype(str).where(df["ids"].fillna("").astype(str) != "", g)
+    split = df["split"].fillna("").astype(str).to_numpy(object)
+    split = np.where(g.isin(set(test_groups)), "test", np.where(g.isin(set(val_groups)), "val", split))
+    fixed = split != ""
+    # 2. identities of fixed rows
+    ex = pd.DataFrame({"row": np.arange(len(df)), "id": ids.str.split(" ")}).explode("id")
+    fixed_ids = set(ex.loc[fixed[ex["row"].to_numpy()], "id"])
+    touches = ex[ex["id"].isin(fixed_ids)]["row"].unique()
+    grp_fixed = pd.Series(fixed).groupby(g.to_numpy()).transform("all").to_numpy()
+    bad = np.zeros(len(df), bool)
+    bad[touches] = True
+    split = np.where(~fixed & bad & ~grp_fixed, "excluded", split)
+    # 3. hash-ordered quota fill of the free groups, per dataset
+    free = split == ""
+    if free.any():
+        sub = pd.DataFrame({"dataset": df["dataset"].astype(str).to_numpy()[free], "group": g.to_numpy()[free]})
+        sizes = sub.groupby(["dataset", "group"]).size().rename("n").reset_index()
+        sizes["h"] = [_h(seed, x) for x in sizes["group"]]
+        sizes = sizes.sort_values(["dataset", "h"])
+        frac = (sizes.groupby("dataset")["n"].cumsum() - sizes["n"] / 2) / sizes.groupby("dataset")["n"].transform("sum")
+        sizes["split"] = np.where(frac < test, "test", np.where(frac < test + val, "val", "train"))
+        sizes.loc[sizes["dataset"].isin(set(train_only_datasets)), "split"] = "train"
+        gs = dict(zip(zip(sizes["dataset"], sizes["group"]), sizes["split"]))
+        split[free] = [gs[k] for k in zip(sub["dataset"], sub["group"])]
+    # 4. an identity in several splits: keep its own group's split
+    ex["split"] = split[ex["row"].to_numpy()]
+    live = ex[ex["split"] != "excluded"]
+    home = pd.Series(split, index=g.to_numpy())
+    home = home[~home.index.duplicated()]
+    own = live["id"].map(home)
+    clash = live[own.notna() & (own != live["split"])]["row"].unique()
+    split[clash] = np.where(fixed[clash], split[clash], "excluded")
+    df["split"] = split
     return df
 
 
 def check_no_leak(df: pd.DataFrame) -> None:
-    per = df.groupby("group")["split"].nunique()
+    """No identity group and no identity in two splits (``excluded`` rows aside)."""
+    live = df[df["split"] != "excluded"]
+    per = live.groupby("group")["split"].nunique()
     bad = per[per > 1]
     if len(bad):
         raise DatasetError(f"identity groups in more than one split: {', '.join(map(str, bad.index[:5]))}")
+    if "ids" in live:
+        ex = live.assign(id=live["ids"].fillna("").astype(str).str.split(" ")).explode("id")
+        ex = ex[ex["id"] != ""]
+        per = ex.groupby("id")["split"].nunique()
+        bad = per[per > 1]
+        if len(bad):
+            raise DatasetError(f"identities in more than one split: {', '.join(map(str, bad.index[:5]))}")
+
+
+def require_splits(df: pd.DataFrame, needed=("val", "test")) -> None:
+    """Every dataset must have validation and test data; a dataset without is an error naming it."""
+    for ds, sub in df.groupby("dataset"):
+        missing = [s for s in needed if not (sub["split"] == s).any()]
+        if missing:
+            raise DatasetError(f"dataset {ds!r} has no {' and no '.join(missing)} data after splitting "
+                               f"(groups: {sub['group'].nunique()}); add data, change the fractions or name groups")

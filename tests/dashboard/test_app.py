@@ -1,7 +1,6 @@
 """The Streamlit app driven headlessly with AppTest (default_timeout=60: TensorFlow's import is slow)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest

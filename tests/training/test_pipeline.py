@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import tiny_config
+from pathlib import Path
+
+from tests.conftest import REPO, tiny_config
 
 
 def test_prepare_output_and_corrupt_video_logged(prepared):
@@ -32,12 +34,14 @@ def test_prepare_is_resumable(prepared, layout):
     before = {p: p.stat().st_mtime_ns for p in (out / "items").glob("*.json")}
     victim = sorted(before)[0]
     victim.unlink()  # as if killed while this item was in flight
-    again = prepare.prepare(datasets.index_dataset("folder", layout), out, size=64, frames=4, progress=False)
+    from model.crops import CropSpec
+
+    again = prepare.prepare(datasets.index_dataset("folder", layout), out, spec=CropSpec(size=64, frames=4), progress=False)
     after = {p: p.stat().st_mtime_ns for p in (out / "items").glob("*.json")}
     assert len(again) == len(crops)
     assert victim in after and all(after[p] == t for p, t in before.items() if p != victim)
     with pytest.raises(ValueError, match="prepared with"):
-        prepare.prepare(datasets.index_dataset("folder", layout), out, size=96, frames=4, progress=False)
+        prepare.prepare(datasets.index_dataset("folder", layout), out, spec=CropSpec(size=96, frames=4), progress=False)
 
 
 def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
@@ -68,40 +72,50 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
     assert list(hist["epoch"]) == [0, 1]
     assert {"loss", "auc", "accuracy", "val_loss", "val_auc", "val_accuracy"} <= set(hist.columns)
     card = json.loads((run / "model" / "model_card.json").read_text())
-    assert card["trained"] and 0 <= card["threshold"] <= 1 and card["input_size"] == 64
+    assert card["trained"] and card["input_size"] == 64
+    assert card["crop_spec"]["size"] == 64 and card["crop_spec"]["frames"] == 4  # the contract travels with the model
+    assert json.loads((run / "config.json").read_text())["crop_spec"] == card["crop_spec"]
 
-    # operating point: at most 25 % false alarms on the validation real faces
-    r = train.set_threshold(run, policy="fpr", target_fpr=0.25)
+    # calibration + operating point on the validation FILES, analysed through the engine
+    r = evaluate.calibrate_run(run, policy="fpr", target_fpr=0.5, progress=False)
     from model.api import Detector
-    from training import config as cm
 
     det = Detector.load(run / "model")
     assert det.threshold == pytest.approx(r["threshold"], abs=1e-5)
-    df = train.load_table(cm.from_dict(json.loads((run / "config.json").read_text())))
-    val_real = df[(df.split == "val") & (df.label == 0)]
-    s = det.score_crops(train.load_images(val_real["file"].tolist(), 64))
-    assert (s >= det.threshold).mean() <= 0.25
+    assert det.calibration.method in ("none", "platt", "isotonic") and r["n_val_files"] == 4  # p1, p2: real + fake
+    val = [l for l in (run / "analysis" / "val.jsonl").read_text().splitlines()[1:]]
+    raw = {json.loads(l)["path"]: json.loads(l)["raw_score"] for l in val}
+    for path, rs in raw.items():  # the cache holds exactly what the engine gives
+        res = det.analyze(path)
+        assert res.raw_score == pytest.approx(rs, abs=1e-5)
+        assert res.score == pytest.approx(det.calibrate(rs), abs=1e-6)
     with pytest.raises(ValueError):
-        train.set_threshold(run, policy="median")
+        evaluate.calibrate_run(run, policy="median", progress=False)
 
-    summary = evaluate.evaluate_run(run)
-    assert "frame AUC" in summary
+    summary = evaluate.evaluate_run(run, n_boot=50, progress=False)
+    assert "file AUC" in summary
     ev = run / "evaluation"
     m = json.loads((ev / "metrics.json").read_text())
     pred = pd.read_csv(ev / "predictions.csv")
+    faces = pd.read_csv(ev / "face_predictions.csv")
     assert set(pred["group"]) == {"folder:p3"}  # only the held-out identity group is evaluated
-    assert m["n_frame"] == len(pred) and m["frame"]["n_real"] + m["frame"]["n_fake"] == len(pred)
-    c = m["confusion_frame"]
-    assert c["tn"] + c["fp"] + c["fn"] + c["tp"] == len(pred)
+    assert len(pred) == 2 and m["n_files"] == 2 and m["schema"] == 2
+    head = m["headline"]
+    assert head["level"] == "file" and head["n"] == 2 and head["tn"] + head["fp"] + head["fn"] + head["tp"] == 2
     from sklearn.metrics import roc_auc_score
 
-    assert m["frame"]["auc"] == pytest.approx(roc_auc_score(pred["label"], pred["score"]), abs=1e-6)
-    for f in ("roc_frame.csv", "pr_frame.csv", "video_predictions.csv", "calibration.csv"):
+    assert head["auc"] == pytest.approx(roc_auc_score(pred["label"], pred["score"]), abs=1e-4)
+    assert pred["score"].to_numpy() == pytest.approx(det.calibrate(pred["raw_score"].to_numpy()), abs=1e-5)
+    # the file score is the engine's: analysing the file again gives the same number
+    res = det.analyze((REPO / pred["path"].iloc[0]).resolve())
+    assert res.score == pytest.approx(pred["score"].iloc[0], abs=1e-5)
+    assert len(faces) >= 2 and set(faces["path"]) == set(pred["path"])
+    for f in ("roc_file.csv", "pr_file.csv", "reliability.csv", "score_by_source.csv"):
         assert (ev / f).is_file()
-    assert len(pd.read_csv(ev / "video_predictions.csv")) == 2
-    assert m["subsets"]["video datasets"]["frame"]["n"] == len(pred)  # every test row comes from a video here
+    rel = pd.read_csv(ev / "reliability.csv")
+    assert set(rel["stage"]) == {"raw", "calibrated"} and set(rel["split"]) == {"val", "test"}
     card = json.loads((run / "model" / "model_card.json").read_text())
-    assert card["metrics"]["test_frame_auc"] == m["frame"]["auc"]
+    assert card["metrics"]["headline"]["auc"] == head["auc"]
 
 
 def test_unknown_config_key_rejected(tmp_path, prepared):
