@@ -7,7 +7,8 @@ again from its source file by the model's crop contract, and measures for every 
     explain_eval.json        {"schema": 1, "methods": [{method, label, faces, deletion_area, deletion_area_ci,
                               minus_random, seconds_per_face, mean_score}], "faces", "faces_missing", "steps", "fill",
                               "target": "fake", "model", "created"}
-    explain_eval_faces.csv   path, frame, face, x, y, w, h, method, area, seconds, score   (one row per face and method)
+    explain_eval_faces.csv   path, frame, face, x, y, w, h, sample, method, area, seconds, score
+                             (one row per face and method; sample = the face's number in this sample)
 
 Running again with other methods on the same faces (same --faces/--seed/--steps/--fill) adds them to the table.
 """
@@ -66,14 +67,15 @@ def _merge_previous(ev: Path, new: pd.DataFrame, settings: dict) -> pd.DataFrame
 
 
 def explain_eval(run: str | Path, methods: Sequence[str], faces: int = 48, steps: int = 16, fill: str = "mean",
-                 seed: int = 0, progress: bool = True) -> dict:
+                 seed: int = 0, progress: bool = True, det=None) -> dict:
+    """``det``: the run's detector when already loaded (default: loaded from RUN/model)."""
     from model import explain
     from model.api import Detector
 
     run = Path(run)
     methods = [explain.check_method(m) for m in methods]
     sample = test_fakes(run, faces, seed)
-    det = Detector.load(run / "model")
+    det = det or Detector.load(run / "model")
     if not explain.recut_available(det):
         raise ValueError(explain.RECUT_MISSING)
     crops, kept = [], []
@@ -91,20 +93,20 @@ def explain_eval(run: str | Path, methods: Sequence[str], faces: int = 48, steps
 
     rows = explain.evaluate_methods(det, crops, methods, steps=steps, fill=fill, target="fake", progress=prog)
     face_df = pd.DataFrame(kept)[FACE_KEY].reset_index(drop=True)
-    per = pd.DataFrame(rows)
-    per = pd.concat([face_df.iloc[per["face"].to_numpy()].reset_index(drop=True), per], axis=1)
+    per = pd.DataFrame(rows).rename(columns={"face": "sample"})  # 'face' is the face number in its frame
+    per = pd.concat([face_df.iloc[per["sample"].to_numpy()].reset_index(drop=True), per], axis=1)
     settings = {"steps": steps, "fill": fill, "seed": seed, "target": "fake"}
     ev = run / "evaluation"
     per = _merge_previous(ev, per, settings)
-    # face numbers are positions in this sample; recompute them from the face key for merged rows
+    # sample numbers are positions in this sample; recompute them from the face key for merged rows
     keys = per[FACE_KEY].astype(str).agg("|".join, axis=1)
-    per["face"] = keys.map({k: i for i, k in enumerate(dict.fromkeys(keys))})
-    summary = explain.summarize(per.to_dict("records"))
+    per["sample"] = keys.map({k: i for i, k in enumerate(dict.fromkeys(keys))})
+    summary = explain.summarize(per.drop(columns="face").rename(columns={"sample": "face"}).to_dict("records"))
     out = {"schema": 1, "methods": summary, "faces": len(crops), "faces_missing": len(sample) - len(crops),
            **settings, "model": str(run / "model"),
            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     tmp = ev / (FACES_CSV + ".tmp")
-    per[FACE_KEY + ["method", "area", "seconds", "score"]].to_csv(tmp, index=False)
+    per[FACE_KEY + ["sample", "method", "area", "seconds", "score"]].to_csv(tmp, index=False)
     os.replace(tmp, ev / FACES_CSV)
     tmp = ev / (EVAL_JSON + ".tmp")
     tmp.write_text(json.dumps(out, indent=2) + "\n")
