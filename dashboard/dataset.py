@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import charts, loaders, runs, settings
 
-FILTERS = ("dataset", "method", "label", "split", "compression")
+FILTERS = ("dataset", "method", "label", "file_label", "compression", "split")
 PAGE = 24
 
 

@@ -33,5 +33,6 @@ else:
         shown = dataset.filter_ui(df)
         st.markdown(f"**{len(shown)}** of {len(df)} crops from {shown['video'].nunique()} videos/images")
         if len(shown):
-            st.plotly_chart(charts.counts(shown, "method", "split"), width="stretch")
+            # splits are made per run at training time (runs/<name>/splits.csv); crops are coloured by label
+            st.plotly_chart(charts.counts(shown, "method", "split" if "split" in shown else "label"), width="stretch")
             dataset.grid(shown, folder)

@@ -35,7 +35,8 @@ def cmd_prepare(a) -> int:
             frames.append(datasets.index_dataset(kind, root))
     df = pd.concat(frames, ignore_index=True)
     if a.limit:
-        df = df.groupby("dataset", group_keys=False).apply(lambda g: g.sample(min(len(g), a.limit), random_state=0))
+        df = pd.concat([g.sample(min(len(g), a.limit), random_state=0) for _, g in df.groupby("dataset")],
+                       ignore_index=True)
     spec = CropSpec(size=a.size, margin=a.margin, frames=a.frames, max_faces=a.faces_per_frame)
     out = prepare.prepare(df, a.out, spec=spec, workers=a.workers)
     print(f"{len(out)} crops from {out['video'].nunique() if len(out) else 0} items -> {a.out}/crops.csv")
@@ -53,7 +54,7 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     from training import evaluate
 
-    print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos))
+    print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos, audit_sets=a.audit))
     return 0
 
 
@@ -133,6 +134,9 @@ def main(argv=None) -> int:
     p.add_argument("run")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
     p.add_argument("--max-photos", type=int, default=0, help="at most this many test photos per photo set (0: all)")
+    p.add_argument("--audit", action="append", default=[], metavar="KIND=ROOT",
+                   help="an extra real photo set the run never trained on, for the false-alarm audit "
+                        "(e.g. utkface=../shared/data/utkface); repeatable")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")

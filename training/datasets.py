@@ -76,7 +76,9 @@ def _frame(rows: list[dict], what: str) -> pd.DataFrame:
     for c in COLUMNS:
         if c not in df:
             df[c] = -1 if c in ("age", "gender", "race") else ""
-    empty_ids = df["ids"].fillna("") == ""
+    for c in ("ids", "original", "split", "compression", "method"):
+        df[c] = df[c].fillna("")
+    empty_ids = df["ids"] == ""
     df.loc[empty_ids, "ids"] = df.loc[empty_ids, "group"]
     return df[COLUMNS].sort_values("path").reset_index(drop=True)
 

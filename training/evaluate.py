@@ -359,17 +359,33 @@ def audit(ft: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP) -> pd.DataFrame
                                        "score_p99"])
 
 
-def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True, max_photos: int = 0) -> str:
-    """Analyse the run's test files through the engine and write ``RUN/evaluation/``; returns a summary."""
+def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True, max_photos: int = 0,
+                 audit_sets: list[str] = ()) -> str:
+    """Analyse the run's test files through the engine and write ``RUN/evaluation/``; returns a summary.
+
+    ``audit_sets``: extra real photo sets the run never trained on (``KIND=ROOT``, e.g. ``utkface=../data/utkface``),
+    evaluated whole as held-out photo sets (false alarms by group; never pooled into the headline).
+    """
     from model.network import CARD_FILE
+    from training.datasets import index_dataset
 
     run = Path(run)
     cfg, det, index = _load_run(run)
     thr, cal = det.threshold, det.calibration
     test = index[index["split"] == "test"]
+    for spec in audit_sets:
+        kind, _, root = spec.partition("=")
+        extra = index_dataset(kind, root)
+        if set(extra["dataset"]) & set(index["dataset"]):
+            raise ValueError(f"{spec}: the run already uses dataset {sorted(set(extra['dataset']))}; its test split "
+                             "is evaluated anyway")
+        if (extra["label"] != 0).any():
+            raise ValueError(f"{spec}: an audit set holds real photos only")
+        test = pd.concat([test, extra.assign(split="test")], ignore_index=True)
     if max_photos:
         photos = test[test["dataset"].isin(PHOTO_SETS)]
-        keep = photos.groupby("dataset", group_keys=False).apply(lambda g: g.sample(min(len(g), max_photos), random_state=0))
+        keep = pd.concat([g.sample(min(len(g), max_photos), random_state=0) for _, g in photos.groupby("dataset")]
+                         + [photos.iloc[0:0]])
         test = pd.concat([test[~test["dataset"].isin(PHOTO_SETS)], keep])
     if test.empty:
         raise ValueError(f"{run}: the test split is empty")

@@ -255,9 +255,15 @@ def _callbacks(run: Path, total_epochs: int, steps: int, patience: int, best0: f
                 self.model.stop_training = True
 
     class LR(keras.callbacks.Callback):
+        """Logs the learning rate and the epoch's wall time (minutes, training + validation) into history.csv."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
         def on_epoch_end(self, epoch, logs=None):
             lr = self.model.optimizer.learning_rate
             logs["lr"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+            logs["epoch_minutes"] = round((time.time() - self.t0) / 60, 3)
 
     return [LR(), Progress(), BestAndStop(),
             keras.callbacks.CSVLogger(str(run / HISTORY), append=True),

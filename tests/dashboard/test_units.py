@@ -34,8 +34,14 @@ def test_score_colour_and_boxes():
         box, score = [10, 10, 30, 30], 0.9
 
     img = np.zeros((100, 100, 3), np.uint8)
-    out = overlays.draw_faces(img, [F()], 0.5)
-    assert out.shape == img.shape and out[10, 20].tolist() == [255, 25, 0] or out[10:12, 10:40].max() > 0
+    out = overlays.draw_faces(img, [F()], 0.5, show_label=False)
+    assert out.shape == img.shape
+    # a fake at the threshold: the box edge is drawn in pure red, the inside of the box stays untouched
+    assert out[10, 25].tolist() == [255, 0, 0] and out[25, 10].tolist() == [255, 0, 0]
+    assert out[25, 25].tolist() == [0, 0, 0] and not img.any()  # the input is not modified
+    F.score = 0.2
+    out = overlays.draw_faces(img, [F()], 0.5, show_label=False)
+    assert out[10, 25].tolist() == [0, 255, 0]  # real: green
 
 
 def test_history_long(tiny_run):
