@@ -214,3 +214,26 @@ def test_misclassifications_page_v2(app, runs_root):
     assert "not on this machine" in notes or "not available" in notes
     at.radio(key="mis_level").set_value("file").run()
     assert not at.exception and "kind" in at.dataframe[-1].value.columns
+
+
+def test_misclassified_faces_recut_and_explained(monkeypatch, tiny_run, tiny_model_dir):
+    """A run evaluated by the real pipeline, its sources on this machine: mistakes show their re-cut faces, and a
+    face can be explained."""
+    from model import explain
+
+    if not explain.recut_available():
+        pytest.skip("model.crops.crop_from_source is not in this version")
+    monkeypatch.setenv("DEEPFAKE_RUNS", str(tiny_run.parent))
+    monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
+    monkeypatch.chdir(REPO)
+    at = AppTest.from_file(str(REPO / "pages" / "misclassified.py"), default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    at.slider(key="mis_threshold").set_value(0.0).run()  # every real face is a false positive
+    assert not at.exception, at.exception
+    imgs = [e for e in at.main if type(e).__name__ == "Image"]
+    assert imgs, "no re-cut face shown"
+    toggles = [t for t in at.toggle if t.key.startswith("mis_cam_face_")]
+    toggles[0].set_value(True).run()
+    assert not at.exception, at.exception
+    assert any(k[1] == "gradcam" for k in at.session_state["gradcam"])
