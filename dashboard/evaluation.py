@@ -64,6 +64,15 @@ def select_slice(run: str, key: runs.SliceKey) -> None:
     st.session_state["_eval_qp"] = tuple(params[k] for k in QUERY)
 
 
+def sync_query_params(run: Path, key: runs.SliceKey) -> None:
+    """Keep the address bar on the slice shown, so that it can be shared as a link."""
+    params = dict(zip(QUERY, (run.name, *key)))
+    sig = tuple(params[k] for k in QUERY)
+    if tuple(st.query_params.get(k, "") for k in QUERY) != sig:
+        st.query_params.from_dict(params)
+    st.session_state["_eval_qp"] = sig
+
+
 # --------------------------------------------------------------------------- sections
 def cross_dataset_section(run_dirs: list[Path]) -> None:
     st.subheader("Cross-dataset table")

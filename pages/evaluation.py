@@ -16,6 +16,7 @@ if run is not None:
     m = runs.evaluation(run)
     if evaluation.rerun_note(run, m):
         key = evaluation.slice_pickers(m)
+        evaluation.sync_query_params(run, key)
         s = runs.find_slice(m, *key)
         if s is None:
             st.info("This run has no such slice.")

@@ -153,6 +153,9 @@ def test_clicking_a_cell_opens_that_slice_and_links_it(app, runs_root):
     assert qp == {"run": "beta", "level": "file", "dataset": "ffpp", "method": "FaceSwap", "compression": "all"}
     s = runs.find_slice(runs.evaluation(runs_root / "beta"), "file", "ffpp", "FaceSwap", "all")
     assert _counts(at) == [s[k] for k in ("tn", "fp", "fn", "tp")]
+    # choosing another slice by hand moves the link along
+    at.selectbox(key="eval_method").set_value("Deepfakes").run()
+    assert at.query_params["method"] in ("Deepfakes", ["Deepfakes"])
 
 
 def test_query_params_preselect_a_slice(monkeypatch, runs_root, tiny_model_dir):
