@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PAGES = {"detect": "", "dataset": "dataset", "training": "training", "evaluation": "evaluation",
-         "misclassified": "misclassified", "about": "about"}
+         "misclassified": "misclassified", "own_test_set": "own_test_set", "about": "about"}
 
 
 def free_port() -> int:
@@ -105,7 +105,7 @@ def main() -> int:
 
         sample = get_sample(list(SAMPLES)[0])
         upload_and_read_verdict(page, url, sample)
-        page.get_by_text("Grad-CAM heat map").first.click()
+        page.get_by_text("Explain (heat map)").first.click()
         wait_idle(page)
         page.screenshot(path=str(out / "detect.png"), full_page=True)
         for name, slug in PAGES.items():
