@@ -58,15 +58,6 @@ def evaluation(run: Path) -> dict | None:
     return read_json(run / "evaluation" / "metrics.json")
 
 
-def predictions(run: Path, level: str = "frame") -> pd.DataFrame | None:
-    name = "predictions.csv" if level == "frame" else "video_predictions.csv"
-    df = read_csv(run / "evaluation" / name)
-    if df is not None:
-        df["label"] = df["label"].astype(int)
-        df["score"] = df["score"].astype(float)
-    return df
-
-
 def confusion_at(df: pd.DataFrame, threshold: float) -> np.ndarray:
     """2x2 [[tn, fp], [fn, tp]] at a threshold (score >= threshold -> fake)."""
     return skm.confusion_matrix(df["label"], (df["score"] >= threshold).astype(int), labels=[0, 1])
@@ -94,13 +85,6 @@ def misclassified(df: pd.DataFrame, threshold: float, kind: str, n: int = 24) ->
     return sub.head(n)
 
 
-def per_table(metrics: dict, key: str) -> pd.DataFrame:
-    rows = metrics.get(key) or []
-    cols = [c for c in ("method", "dataset", "n", "n_real", "n_fake", "auc", "ap", "accuracy", "balanced_accuracy",
-                        "eer", "log_loss", "detection_rate", "false_alarm_rate") if any(c in r for r in rows)]
-    return pd.DataFrame(rows)[cols] if rows else pd.DataFrame()
-
-
 def curves_from(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """ROC and PR curve points recomputed from predictions (for subsets the evaluation did not store)."""
     if df["label"].nunique() < 2:
@@ -108,15 +92,6 @@ def curves_from(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     fpr, tpr, thr = skm.roc_curve(df["label"], df["score"])
     prec, rec, _ = skm.precision_recall_curve(df["label"], df["score"])
     return pd.DataFrame({"fpr": fpr, "tpr": tpr}), pd.DataFrame({"precision": prec, "recall": rec})
-
-
-def subset(metrics: dict, name: str, level: str, pred: pd.DataFrame | None):
-    """(metric block, predictions) for 'all' or a named subset of the evaluation."""
-    if name == "all" or name not in (metrics.get("subsets") or {}):
-        return metrics[level], pred
-    s = metrics["subsets"][name]
-    keep = pred[pred["dataset"].isin(s["datasets"])] if pred is not None else None
-    return s[level], keep
 
 
 # --------------------------------------------------------------------------- evaluation schema v2
