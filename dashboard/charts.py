@@ -57,16 +57,6 @@ def confusion(cm: np.ndarray, title: str) -> go.Figure:
     return fig
 
 
-def reliability(cal: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=cal["mean_score"], y=cal["fraction_fake"], mode="lines+markers", name="model",
-                             text=[f"n={c}" for c in cal["count"]]))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
-    fig.update_layout(xaxis_title="mean predicted P(fake)", yaxis_title="observed fraction fake", height=360,
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], margin=dict(l=10, r=10, t=30, b=10), title="Reliability")
-    return fig
-
-
 def counts(df: pd.DataFrame, by: str, color: str) -> go.Figure:
     d = df.groupby([by, color]).size().rename("crops").reset_index()
     fig = px.bar(d, x=by, y="crops", color=color, barmode="group")
