@@ -145,24 +145,25 @@ class _Visualizers:
         return obj
 
 
+# Keyed by the Detector (weakly): its visualizers go when it goes (the value holds the Keras model, not the detector).
 _VIS: "weakref.WeakKeyDictionary[Any, _Visualizers]" = weakref.WeakKeyDictionary()
 _VIS_LOCK = threading.Lock()
 
 
-def _visualizers(model) -> _Visualizers:
+def _visualizers(det) -> _Visualizers:
     with _VIS_LOCK:
-        v = _VIS.get(model)
+        v = _VIS.get(det)
         if v is None:
-            v = _VIS[model] = _Visualizers(model)
+            v = _VIS[det] = _Visualizers(det.model)
         return v
 
 
-def _tfkv_map(model, method: str, x: np.ndarray, target: str) -> np.ndarray:
+def _tfkv_map(det, method: str, x: np.ndarray, target: str) -> np.ndarray:
     from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
     from model.network import LAST_CONV
 
-    vis = _visualizers(model)
+    vis = _visualizers(det)
     with vis.lock:
         obj = vis.get(method)
         if method == "scorecam":
@@ -211,13 +212,13 @@ def explain(det, crop: np.ndarray, method: str = DEFAULT_METHOD, target: str = "
     _check_target(target)
     size = det.input_size
     c = prepare_crop(crop, size)
-    vis = _visualizers(det.model)
+    vis = _visualizers(det)
     first = method not in vis.used
     t0 = time.perf_counter()
     if method == "gradcam":
         heat = det.explain(c, target)[0]
     else:
-        heat = _tfkv_map(det.model, method, c[None].astype(np.float32), target)
+        heat = _tfkv_map(det, method, c[None].astype(np.float32), target)
     heat = _unit(heat, size)
     seconds = time.perf_counter() - t0
     vis.used.add(method)

@@ -43,7 +43,7 @@ def test_smoothgrad_equals_tf_keras_vis_loop(tiny_detector, crop, monkeypatch):
     x = crop[None].astype(np.float32)
     sigma = explain.SMOOTH_NOISE * (float(x.max()) - float(x.min()))
     noise = np.random.default_rng(0).normal(0.0, sigma, (explain.SMOOTH_SAMPLES, *x.shape[1:])).astype(np.float32)
-    sal = Saliency(explain._visualizers(tiny_detector.model).get("_linear"), clone=False)
+    sal = Saliency(explain._visualizers(tiny_detector).get("_linear"), clone=False)
     total = sum(np.abs(np.asarray(sal(BinaryScore(True), x + noise[i:i + 1], keepdims=True, normalize_map=False)))[0]
                 for i in range(explain.SMOOTH_SAMPLES))
     ref = (total / explain.SMOOTH_SAMPLES).max(axis=-1)
@@ -68,11 +68,24 @@ def test_scorecam_two_class_head_is_p_real_p_fake(tiny_detector, crop):
     import tensorflow as tf
 
     explain.explain(tiny_detector, crop, "scorecam")
-    m2 = explain._visualizers(tiny_detector.model).get("scorecam").model
+    m2 = explain._visualizers(tiny_detector).get("scorecam").model
     x = np.stack([crop, crop[::-1]]).astype(np.float32)
     soft = tf.nn.softmax(m2(x)).numpy()
     p = tiny_detector.score_crops(x)
     assert np.allclose(soft[:, 1], p, atol=1e-5) and np.allclose(soft[:, 0], 1 - p, atol=1e-5)
+
+
+def test_visualizers_go_with_their_detector(tiny_model_dir, crop):
+    import gc
+
+    from model.api import Detector
+
+    det = Detector.load(tiny_model_dir)
+    explain.explain(det, crop, "layercam")
+    n = len(explain._VIS)
+    del det
+    gc.collect()
+    assert len(explain._VIS) == n - 1
 
 
 def test_bad_arguments(tiny_detector, crop):
