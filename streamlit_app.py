@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/training.py", title="Training", icon=":material/show_chart:"),
     st.Page("pages/evaluation.py", title="Evaluation", icon=":material/target:"),
     st.Page("pages/misclassified.py", title="Misclassifications", icon=":material/error:"),
+    st.Page("pages/own_test_set.py", title="Your test set", icon=":material/fact_check:"),
     st.Page("pages/about.py", title="About / model card", icon=":material/info:"),
 ]
 st.navigation(pages).run()

@@ -57,18 +57,58 @@ def confusion(cm: np.ndarray, title: str) -> go.Figure:
     return fig
 
 
-def reliability(cal: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=cal["mean_score"], y=cal["fraction_fake"], mode="lines+markers", name="model",
-                             text=[f"n={c}" for c in cal["count"]]))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
-    fig.update_layout(xaxis_title="mean predicted P(fake)", yaxis_title="observed fraction fake", height=360,
-                      xaxis_range=[0, 1], yaxis_range=[0, 1], margin=dict(l=10, r=10, t=30, b=10), title="Reliability")
-    return fig
-
-
 def counts(df: pd.DataFrame, by: str, color: str) -> go.Figure:
     d = df.groupby([by, color]).size().rename("crops").reset_index()
     fig = px.bar(d, x=by, y="crops", color=color, barmode="group")
     fig.update_layout(height=300, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def reliability_stages(rel: pd.DataFrame, level: str, split: str) -> go.Figure:
+    """Reliability diagram before (raw network score) and after calibration, one line per stage."""
+    d = rel[(rel["level"] == level) & (rel["split"] == split)]
+    fig = go.Figure()
+    for stage, dash in (("raw", "dot"), ("calibrated", "solid")):
+        s = d[d["stage"] == stage].sort_values("mean_score")
+        if s.empty:
+            continue
+        fig.add_trace(go.Scatter(x=s["mean_score"], y=s["fraction_fake"], mode="lines+markers", name=stage,
+                                 line=dict(dash=dash), text=[f"n={int(c)}" for c in s["count"]],
+                                 marker=dict(size=[6 + 10 * (c / max(s["count"].max(), 1)) ** 0.5 for c in s["count"]])))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect"))
+    fig.update_layout(xaxis_title="mean P(fake) in bin", yaxis_title="observed fraction fake", height=360,
+                      xaxis_range=[0, 1], yaxis_range=[0, 1], margin=dict(l=10, r=10, t=40, b=10),
+                      title=f"Reliability, {level} level, {split} split", legend=dict(orientation="h"))
+    return fig
+
+
+def score_distribution(src: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """Per-source score distribution from stored percentiles: box = p25..p75, line = median, whiskers = p10..p90."""
+    fig = go.Figure()
+    for label, color in (("real", "#2ca02c"), ("fake", "#d62728")):
+        d = src[src["label"] == label]
+        if d.empty:
+            continue
+        names = [f"{a} ({m})" for a, m in zip(d["dataset"], d["media"])]
+        fig.add_trace(go.Box(name=label, x=names, q1=d["p25"], median=d["p50"], q3=d["p75"], lowerfence=d["p10"],
+                             upperfence=d["p90"], marker_color=color,
+                             hovertext=[f"n={int(n)}" for n in pd.to_numeric(d["n"], errors="coerce").fillna(0)]))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line_dash="dash", line_color="black", annotation_text=f"threshold {threshold:.3f}")
+    fig.update_layout(boxmode="group", yaxis_title="P(fake)", yaxis_range=[0, 1], height=360,
+                      margin=dict(l=10, r=10, t=40, b=10), title="Scores by source (whiskers p10–p90)",
+                      legend=dict(orientation="h"))
+    return fig
+
+
+def deletion(curves: list, height: int = 220) -> go.Figure:
+    """Deletion curves (``model.explain.DeletionCurve``): P(target) as the most salient pixels are removed."""
+    fig = go.Figure()
+    for c in curves:
+        name = "random map" if c.method == "random" else (c.method or "map")
+        fig.add_trace(go.Scatter(x=c.fractions, y=c.scores, mode="lines", name=f"{name} (area {c.area:.3f})",
+                                 line=dict(dash="dot" if c.method == "random" else "solid")))
+    fig.update_layout(xaxis_title="fraction of pixels removed", yaxis_title="score", yaxis_range=[0, 1.02],
+                      height=height, margin=dict(l=10, r=10, t=10, b=10),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, font=dict(size=10)))
     return fig

@@ -108,17 +108,16 @@ def faces_view(det, res: Result, threshold: float) -> None:
     if not faces:
         return
     st.subheader("Per face")
-    cams = st.session_state.setdefault("gradcam", {})
     for i, f in enumerate(faces):
         c1, c2, c3 = st.columns([1, 1, 2])
         c1.image(f.crop, caption=f"face {i + 1}" + (f" (track {f.track + 1}, frame {f.frame})" if f.track is not None else ""),
                  width=160)
         c3.markdown(f"**P(fake) = {f.score:.3f}** → {det.label_for(f.score, threshold)}  \n"
                     f"detector confidence {f.confidence:.3f}, box {f.box}")
-        if c3.toggle("Grad-CAM heat map", key=f"cam_{i}", help="Which regions pushed the score towards 'fake'"):
-            if i not in cams:
-                cams[i] = det.explain(f.crop)[1]
-            c2.image(cams[i], caption="Grad-CAM (red = towards fake)", width=160)
+        if c3.toggle("Explain (heat map)", key=f"cam_{i}", help="Which regions pushed the score towards 'fake'"):
+            from dashboard import explain_ui
+
+            explain_ui.face_explanation(det, f.crop, f"cam_{i}", image_col=c2, info_col=c3)
 
 
 def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):

@@ -1,4 +1,5 @@
-"""Command line: ``python -m model predict PATH [PATH ...]``, ``python -m model explain IMAGE``, ``python -m model info``."""
+"""Command line: ``python -m model predict PATH [PATH ...]``, ``python -m model explain IMAGE [--method M]``,
+``python -m model evaluate FOLDER_OR_ZIP``, ``python -m model info``."""
 from __future__ import annotations
 
 import argparse
@@ -107,23 +108,92 @@ def _predict(args, limits) -> int:
     return 0
 
 
+def _method_file_tag(method: str) -> str:
+    return method.replace("+", "p")
+
+
 def cmd_explain(args) -> int:
     from PIL import Image
 
+    from model import explain
+
+    methods = list(explain.METHODS) if args.method == "all" else [args.method]
+    if args.steps < 1:
+        print("error: --steps must be at least 1", file=sys.stderr)
+        return 2
     det = _load_detector(args.model)
     res = det.analyze_image(args.image)
     if res.error:
         print(f"error: {res.error}", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, f in enumerate(res.face_results):
-        _, over = det.explain(f.crop)
-        p = out / f"{Path(args.image).stem}_face{i}_gradcam.png"
-        Image.fromarray(over).save(p)
-        print(f"{p}\tscore={f.score:.4f}\tlabel={f.label}")
     if not res.face_results:
         print("no face found", file=sys.stderr)
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = []
+    print("file\tmethod\tscore\tseconds" + ("\tdeletion_area\trandom_area" if args.deletion else ""))
+    for i, f in enumerate(res.face_results):
+        for m in methods:
+            if args.deletion:
+                fa = explain.faithfulness(det, f.crop, m, target=args.target, steps=args.steps, fill=args.fill)
+                ex = fa.explanation
+            else:
+                ex = explain.explain(det, f.crop, m, target=args.target)
+            p = out / f"{Path(args.image).stem}_face{i}_{_method_file_tag(m)}.png"
+            Image.fromarray(ex.overlay).save(p)
+            line = f"{p}\t{m}\t{f.score:.4f}\t{ex.seconds:.3f}"
+            entry = {"face": i, "box": f.box, "score": round(f.score, 6), "method": m, "target": args.target,
+                     "seconds": round(ex.seconds, 4), "overlay": str(p)}
+            if args.deletion:
+                line += f"\t{fa.curve.area:.4f}\t{fa.baseline.area:.4f}"
+                entry.update(deletion=fa.curve.to_dict(), random_baseline=fa.baseline.to_dict())
+            print(line)
+            report.append(entry)
+    j = out / f"{Path(args.image).stem}_explain.json"
+    j.write_text(json.dumps({"image": args.image, "model": det.name, "score_meaning": "P(fake) in [0, 1]",
+                             "faces": report}, indent=2) + "\n")
+    print(f"details: {j}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from model import testset
+
+    def prog(done, total, msg):
+        if not args.quiet:
+            print(f"[{done}/{total}] {msg}", file=sys.stderr, flush=True)
+
+    try:
+        ts = testset.open_test_set(args.folder, max_files=args.max_files, max_bytes=int(args.max_mb * 1e6),
+                                   progress=None)
+    except testset.TestSetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with ts:
+        print(f"{ts.source}: {len(ts.items)} files ({ts.n_real} real, {ts.n_fake} fake), "
+              f"{len(ts.problems)} skipped", file=sys.stderr)
+        det = _load_detector(args.model)
+        table = testset.score(det, ts, frames=args.frames, strategy=args.strategy, progress=prog)
+    thr = det.threshold if args.threshold is None else args.threshold
+    s = testset.summary(table, thr)
+    ranked = testset.by_error(table)
+    if args.output:
+        ranked.to_csv(args.output, index=False, float_format="%.6f")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in s.items() if k not in ("roc", "pr")}, indent=2) + "\n")
+    fmt = lambda v: "n/a (needs real and fake files)" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"files scored: {s['n_scored']} of {s['n_files']} ({s['n_real']} real, {s['n_fake']} fake); "
+          f"problems: {s['n_problems']}")
+    print(f"AUC {fmt(s['auc'])}   AP {fmt(s['ap'])}   (score = P(fake))")
+    print(f"at threshold {thr:.4f}: TN {s['tn']}  FP {s['fp']}  FN {s['fn']}  TP {s['tp']}  "
+          f"detection rate {fmt(s['detection_rate'])}  false alarms {fmt(s['false_alarm_rate'])}")
+    bad = table[table["error"].astype(bool)]
+    for _, r in bad.iterrows():
+        print(f"  skipped {r['name']}: {r['error']}")
+    if not args.output:
+        print("per-file scores (worst mistakes first):")
+        ranked.drop(columns=["error_size"]).to_csv(sys.stdout, index=False, float_format="%.6f")
     return 0
 
 
@@ -131,6 +201,37 @@ def cmd_info(args) -> int:
     det = _load_detector(args.model)
     print(json.dumps(det.card.to_dict(), indent=2))
     return 0
+
+
+def _add_research_commands(sub) -> None:
+    from model.explain import DEFAULT_METHOD, FILLS, METHODS, TARGETS
+
+    e = sub.add_parser("explain", help="write explanation overlays (and deletion curves) for each face of an image",
+                       epilog=f"methods: {', '.join(METHODS)} (or all). " + EPILOG)
+    e.add_argument("image")
+    e.add_argument("--model")
+    e.add_argument("--method", choices=(*METHODS, "all"), default=DEFAULT_METHOD,
+                   help=f"explanation method (default {DEFAULT_METHOD}: the fast compiled Grad-CAM)")
+    e.add_argument("--target", choices=TARGETS, default="fake", help="explain the fake (default) or the real score")
+    e.add_argument("--deletion", action="store_true",
+                   help="also measure faithfulness: deletion-curve area of the map and of a random map (lower = better)")
+    e.add_argument("--steps", type=int, default=16, help="deletion steps (default 16)")
+    e.add_argument("--fill", choices=FILLS, default="mean", help="what replaces deleted pixels (default mean colour)")
+    e.add_argument("--out", default="gradcam_out")
+    e.set_defaults(func=cmd_explain)
+    v = sub.add_parser("evaluate", help="score your own test set: a folder or zip with real/ and fake/ subfolders",
+                       epilog=EPILOG)
+    v.add_argument("folder", help="folder or .zip holding real/ and fake/ (images and videos, any depth)")
+    v.add_argument("--model")
+    v.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    v.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean")
+    v.add_argument("--threshold", type=float, help="operating threshold (default: the model's)")
+    v.add_argument("--output", help="write per-file scores (worst mistakes first) to this CSV")
+    v.add_argument("--json", help="write the summary metrics to this JSON file")
+    v.add_argument("--max-files", type=int, default=2000, help="refuse zips/folders with more files (default 2000)")
+    v.add_argument("--max-mb", type=float, default=4000, help="refuse zips unpacking to more (default 4000 MB)")
+    v.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    v.set_defaults(func=cmd_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,11 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
     p.add_argument("--workers", type=int, help="with --engine ray: detector actors (default: one per CPU or GPU)")
     p.set_defaults(func=cmd_predict)
-    e = sub.add_parser("explain", help="write Grad-CAM overlays for each face of an image")
-    e.add_argument("image")
-    e.add_argument("--model")
-    e.add_argument("--out", default="gradcam_out")
-    e.set_defaults(func=cmd_explain)
+    _add_research_commands(sub)
     i = sub.add_parser("info", help="print the model card")
     i.add_argument("--model")
     i.set_defaults(func=cmd_info)

@@ -1,40 +1,31 @@
 import streamlit as st
 
-from dashboard import evaluation, loaders, runs
+from dashboard import evaluation, loaders, misclassified, runs
 
 st.title("Misclassifications")
-run = evaluation.run_picker(need_eval=True)
+st.caption("The most confident mistakes of a run's evaluation (scores are calibrated P(fake)); faces are cut again "
+           "from the source files, so they show only where the datasets are on this machine.")
+run = evaluation.run_picker(need_eval=True, key="mis_run")
 if run is not None:
     m = runs.evaluation(run)
-    pred = runs.predictions(run, "frame")
-    thr = st.slider("Threshold", 0.0, 1.0, float(round(m["threshold"], 3)), 0.001, format="%.3f", key="mis_threshold")
-    kind = st.radio("Show", ["fp", "fn"], horizontal=True,
-                    format_func=lambda k: {"fp": "False positives (real faces scored fake)",
-                                           "fn": "False negatives (fakes scored real)"}[k])
-    n = st.slider("How many", 4, 48, 16, 4)
-    worst = runs.misclassified(pred, thr, kind, n)
-    if worst.empty:
-        st.success("No such mistakes at this threshold.")
-    else:
-        imgs = {i: evaluation.image_for(r, run) for i, r in worst.iterrows()}
-        missing = sum(v is None for v in imgs.values())
-        if missing:
-            st.info(f"{missing} of {len(worst)} crops are not on this machine (datasets are research-only and not "
-                    "shipped): showing the table only for those. Prepare the data to see the faces.")
-        cols = st.columns(4)
-        det = None
-        for k, (i, r) in enumerate(worst.iterrows()):
-            p = imgs[i]
-            if p is None:
-                continue
-            with cols[k % 4]:
-                st.image(str(p), caption=f"P(fake) {r['score']:.3f} · {r['method']} · {r['dataset']}",
-                         width="stretch")
-                if st.toggle("Grad-CAM", key=f"mis_cam_{i}"):
-                    det = det or loaders.run_detector(run)
-                    import numpy as np
-                    from PIL import Image
-
-                    _, over = det.explain(np.asarray(Image.open(p).convert("RGB")))
-                    st.image(over, caption="Grad-CAM (this run's model)", width="stretch")
-        st.dataframe(worst[["score", "label", "method", "dataset", "video", "frame", "image"]], hide_index=True)
+    if evaluation.rerun_note(run, m):
+        c1, c2 = st.columns(2)
+        level = c1.radio("Level", ["face", "file"], horizontal=True, key="mis_level",
+                         format_func=lambda v: {"face": "faces", "file": "files (image or video)"}[v])
+        kind = c2.radio("Show", ["fp", "fn"], horizontal=True, key="mis_kind",
+                        format_func=lambda k: {"fp": "False positives (real scored fake)",
+                                               "fn": "False negatives (fakes scored real)"}[k])
+        evaluation.threshold_for(run, "mis_threshold")
+        thr = st.slider("Threshold", 0.0, 1.0, float(m["threshold"]), 0.000001, format="%.4f", key="mis_threshold")
+        n = st.slider("How many", 4, 48, 12, 4, key="mis_n")
+        pred = runs.eval_predictions(run, level)
+        if pred is None:
+            st.info("No predictions stored for this run: " + runs.RERUN.format(run=run) + ".")
+        else:
+            worst = runs.misclassified(pred, thr, kind, n)
+            if worst.empty:
+                st.success("No such mistakes at this threshold.")
+            else:
+                faces = runs.eval_predictions(run, "face") if level == "file" else pred
+                misclassified.gallery(worst, faces, lambda: loaders.run_detector(run), level, key=f"mis_{run.name}")
+                st.dataframe(misclassified.table(worst, level), hide_index=True)

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 PAGES = {"detect": "", "dataset": "dataset", "training": "training", "evaluation": "evaluation",
-         "misclassified": "misclassified", "about": "about"}
+         "misclassified": "misclassified", "own_test_set": "own_test_set", "about": "about"}
 
 
 def free_port() -> int:
@@ -96,23 +96,54 @@ def upload_and_read_verdict(page, url: str, file: Path, timeout_ms: int = 180_00
     return page.locator("[data-testid='stMetric']").first.inner_text()
 
 
+def demo_test_set(folder: Path) -> Path:
+    """A small zip for the 'Your test set' screenshot, made from the bundled (public-domain) samples only."""
+    import zipfile
+
+    from dashboard.samples import SAMPLES, get_sample
+
+    files = {k: get_sample(k) for k in SAMPLES}
+    real, blend, clip, cat = (files[k] for k in SAMPLES)
+    z = folder / "my_test_set.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.write(real, "my_test_set/real/astronaut.jpg")
+        zf.write(cat, "my_test_set/real/cat.jpg")
+        zf.write(blend, "my_test_set/fake/astronaut_selfblend.jpg")
+        zf.write(clip, "my_test_set/fake/astronaut_clip.mp4")
+        zf.writestr("my_test_set/fake/notes.txt", "not media")
+        zf.writestr("../outside.jpg", real.read_bytes())
+    return z
+
+
 def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="write docs/screenshots/<page>.png")
+    ap.add_argument("--only", nargs="+", choices=list(PAGES), help="only these pages")
+    only = set(ap.parse_args().only or PAGES)
     out = REPO / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as empty, serve({"DEEPFAKE_DATA": empty}) as url, browser() as b:
         page = b.new_page(viewport={"width": 1400, "height": 2200})
         from dashboard.samples import SAMPLES, get_sample
 
-        sample = get_sample(list(SAMPLES)[0])
-        upload_and_read_verdict(page, url, sample)
-        page.get_by_text("Grad-CAM heat map").first.click()
-        wait_idle(page)
-        page.screenshot(path=str(out / "detect.png"), full_page=True)
+        if "detect" in only:
+            sample = get_sample(list(SAMPLES)[0])
+            upload_and_read_verdict(page, url, sample)
+            page.get_by_text("Explain (heat map)").first.click()
+            wait_idle(page)
+            page.screenshot(path=str(out / "detect.png"), full_page=True)
         for name, slug in PAGES.items():
-            if name == "detect":
+            if name == "detect" or name not in only:
                 continue
             page.goto(f"{url}/{slug}")
             wait_idle(page)
+            if name == "own_test_set":
+                page.set_input_files("[data-testid='stFileUploaderDropzoneInput']", str(demo_test_set(Path(empty))))
+                wait_idle(page)
+                page.get_by_role("button", name="Score the test set").click()
+                page.get_by_text("Files scored", exact=True).wait_for(timeout=300_000)
+                wait_idle(page)
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
             print(f"wrote {out / name}.png")
     return 0

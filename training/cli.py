@@ -1,4 +1,4 @@
-"""``python -m training {index,prepare,train,calibrate,evaluate,audit,convert-lite,convert-lite0}``."""
+"""``python -m training {index,prepare,train,calibrate,evaluate,audit,explain-eval,convert-lite,convert-lite0}``."""
 from __future__ import annotations
 
 import argparse
@@ -87,6 +87,17 @@ def cmd_calibrate(a) -> int:
     return 0
 
 
+def cmd_explain_eval(a) -> int:
+    from model.explain import METHODS
+    from training import explain_eval
+
+    methods = list(METHODS) if "all" in a.method else a.method
+    out = explain_eval.explain_eval(a.run, methods, faces=a.faces, steps=a.steps, fill=a.fill, seed=a.seed)
+    print(explain_eval.format_table(out))
+    print(f"-> {a.run}/evaluation/{explain_eval.EVAL_JSON}")
+    return 0
+
+
 def cmd_convert(a) -> int:
     from model import lite_convert
 
@@ -150,6 +161,17 @@ def main(argv=None) -> int:
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("explain-eval", help="deletion-curve faithfulness of explanation methods on the run's test fakes")
+    p.add_argument("run")
+    from model.explain import METHODS
+
+    p.add_argument("--method", nargs="+", default=["all"], choices=(*METHODS, "all"),
+                   help="explanation methods, or all (default)")
+    p.add_argument("--faces", type=int, default=48, help="test-fake faces to use (default 48, spread over files)")
+    p.add_argument("--steps", type=int, default=16)
+    p.add_argument("--fill", choices=("mean", "blur"), default="mean")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_explain_eval)
     from model.lite_convert import VARIANTS
 
     p = sub.add_parser("convert-lite", help="convert ImageNet EfficientNet-Lite0/1/2 weights (no torch needed)")
