@@ -1,6 +1,6 @@
 """Benchmark: memory of ``python -m model predict`` on a folder of many small images stays flat.
 
-    python bench/cli_memory.py [--count 10000] [--format csv|jsonl] [--no-isolation]
+    python -m bench.cli_memory [--count 10000] [--format csv|jsonl] [--no-isolation]
 
 Generates ``--count`` small JPEGs (64-192 px; two in three show the public-domain astronaut's face at varied
 sizes and brightness, one in three is a face-free texture) in a temporary folder, runs the CLI on the folder
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def make_folder(folder: Path, count: int) -> None:

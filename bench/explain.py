@@ -1,6 +1,6 @@
 """Benchmark: cost per face and deletion-curve faithfulness of every explanation method, side by side.
 
-    python bench/explain.py [--model DIR] [--faces 12] [--run RUN | --media FILE ...] [--methods gradcam scorecam ...]
+    python -m bench.explain [--model DIR] [--faces 12] [--run RUN | --media FILE ...] [--methods gradcam scorecam ...]
 
 Faces: with --run, test-fake faces of that run's evaluation (schema 2), cut again from the source files; with
 --media, the highest-scoring face of one frame of each image/video given (e.g. fake videos); otherwise variants of

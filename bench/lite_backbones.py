@@ -1,6 +1,6 @@
 """Benchmark: EfficientNet-Lite0/1/2 detectors -- single-image CPU inference time, parameters, saved size.
 
-    python bench/lite_backbones.py [--rounds 15] [--configs lite0:128,lite0:160,...]
+    python -m bench.lite_backbones [--rounds 15] [--configs lite0:128,lite0:160,...]
 
 Builds each detector (random init: weights do not change the speed) with the engine's own call
 (``tf.function`` of ``model(x, training=False)``, one 1-image batch), and times all configs **side by side**:
@@ -17,7 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402

@@ -1,6 +1,6 @@
 """Load benchmark: N headless Chromium sessions at once against one ``streamlit run``.
 
-    python bench/load.py [--sessions 4] [--bomb] [--max-analyses N] [--clip PATH] [--photo PATH]
+    python -m bench.load [--sessions 4] [--bomb] [--max-analyses N] [--clip PATH] [--photo PATH]
 
 Each session opens the Detect page, uploads a photo (the public-domain astronaut, 512 px JPEG) and waits for the
 verdict, then uploads a 720p clip (10 s, 30 fps, generated like bench/video.py) and waits for its verdict.
@@ -30,7 +30,6 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BOMB_ERROR = "over the 3840x2160 limit"
 

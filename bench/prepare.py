@@ -1,6 +1,6 @@
 """Benchmark: prepare throughput (videos/s), one process vs local Ray with 2 workers, on the same ffpp_mini videos.
 
-    python bench/prepare.py [--videos 8] [--frames 8] [--workers 2]
+    python -m bench.prepare [--videos 8] [--frames 8] [--workers 2]
 
 Both runs cut the same videos under the same CropSpec into fresh temporary folders: the single-process path
 (``training.prepare.prepare``, workers=1, PNG crops) and the Ray Data pipeline (``training.prepare_ray``, actor
@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

@@ -1,6 +1,6 @@
 """Benchmark: training images/s through the real tf.data input pipeline vs the same model fed in-memory tensors.
 
-    python bench/train.py [--config configs/sample.toml] [--steps 30] [--batch 32]
+    python -m bench.train [--config configs/sample.toml] [--steps 30] [--batch 32]
 
 Uses the config's prepared crops when they exist; otherwise writes a small synthetic prepared set (public-domain
 skimage portraits, jittered) so it runs on a fresh clone. Prints both rates and ``ratio: X`` = pipeline / in-memory

@@ -1,7 +1,7 @@
 """Benchmark: memory of the training input pipeline on a synthetic 1 M-crop sharded index, and split assignment
 on a synthetic 119 k-video DFDC index.
 
-    python bench/train_index.py [--crops 1000000] [--crops-per-video 32] [--videos 119000]
+    python -m bench.train_index [--crops 1000000] [--crops-per-video 32] [--videos 119000]
 
 Writes a sharded prepared folder whose ``crops.csv`` has ``--crops`` rows (``--crops-per-video`` crops per video,
 64 videos per shard; the shard files themselves are two small real shards, so the pipeline can be iterated),
@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 

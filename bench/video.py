@@ -1,6 +1,6 @@
 """Benchmark: our video pipeline vs the original project's way, side by side on the same clip.
 
-    python bench/video.py [--clip PATH] [--frames 32] [--model DIR]
+    python -m bench.video [--clip PATH] [--frames 32] [--model DIR]
 
 Without --clip it writes a 10 s 1280x720 30 fps clip of a public-domain portrait (skimage astronaut) moving
 over a textured background. Prints our seconds per stage (decode, face detection, classification), then the

@@ -37,16 +37,33 @@ def filter_ui(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def crop_image(folder: Path, rel: str):
+    """A crop of ``crops.csv`` as an RGB array, whether a PNG or a record in a Ray-prepared shard
+    (``shards/x.tfrecord@offset``); None when missing or unreadable. The file is resolved under ``folder``."""
+    from training import shards
+
+    path, offset = shards.parse_ref(rel)
+    try:
+        f = settings.resolve_under(folder, path)
+    except settings.PathNotAllowed:
+        return None
+    ref = f"{f}@{offset}" if offset is not None else f
+    try:
+        return shards.open_crop(ref)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def grid(df: pd.DataFrame, folder: Path) -> None:
     pages = max(1, -(-len(df) // PAGE))
     page = st.number_input(f"Page (of {pages}, {PAGE} crops each)", 1, pages, 1)
     sub = df.iloc[(page - 1) * PAGE: page * PAGE]
     cols = st.columns(8)
     for i, (_, r) in enumerate(sub.iterrows()):
-        f = settings.resolve_under(folder, str(r["crop"]))
+        img = crop_image(folder, str(r["crop"]))
         with cols[i % 8]:
-            if f.is_file():
-                st.image(str(f), caption=f"{r['label']} · {r['method']}", width="stretch")
+            if img is not None:
+                st.image(img, caption=f"{r['label']} · {r['method']}", width="stretch")
             else:
                 st.caption(f"missing: {r['crop']}")
     options = list(sub.index)
@@ -54,9 +71,9 @@ def grid(df: pd.DataFrame, folder: Path) -> None:
         sel = st.selectbox("Inspect crop", options, format_func=lambda i: f"{df.loc[i, 'crop']}")
         r = df.loc[sel]
         c1, c2 = st.columns([1, 2])
-        f = settings.resolve_under(folder, str(r["crop"]))
-        if f.is_file():
-            c1.image(str(f), caption="full size", width=256)
+        img = crop_image(folder, str(r["crop"]))
+        if img is not None:
+            c1.image(img, caption="full size", width=256)
         c2.markdown("**Provenance**")
         c2.dataframe(r.drop(labels=[c for c in ("kps",) if c in r]).astype(str).rename("value"))
 

@@ -9,8 +9,13 @@ from dashboard import runs
 from model.api import default_model_dir
 
 
+def _stamp(d: Path) -> tuple:
+    """Modification times of the files a detector is made from: a retrained or recalibrated model reloads."""
+    return tuple(p.stat().st_mtime_ns if p.is_file() else 0 for p in (d / "detector.keras", d / "model_card.json"))
+
+
 @st.cache_resource(show_spinner="Loading the detector (first time only)…", max_entries=4)
-def get_detector(model_dir: str):
+def _get_detector(model_dir: str, stamp: tuple):
     from model.api import Detector
     from model.faces import get_mtcnn
     from model.uploads import sweep_stale_once
@@ -21,6 +26,10 @@ def get_detector(model_dir: str):
     det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
     get_mtcnn()
     return det
+
+
+def get_detector(model_dir: str):
+    return _get_detector(model_dir, _stamp(Path(model_dir)))
 
 
 def detector():

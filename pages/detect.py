@@ -25,8 +25,14 @@ else:
     name, data = p.name, p.read_bytes()
 
 c1, c2, c3 = st.columns(3)
-threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 3)), 0.001, format="%.3f")
-frames = c2.slider("Frames sampled per video", 4, 64, 32, 4)
+# the model's own operating threshold, exactly (a rounded slider value would change verdicts near it)
+threshold = det.threshold
+if c1.toggle("Custom threshold", key="custom_threshold", help=f"The model's threshold is {det.threshold:.4f} "
+             f"({det.card.threshold_policy or 'set on validation'}). Change it to trade false alarms for detections."):
+    threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 3)), 0.001,
+                          format="%.3f")
+frames = c2.slider("Frames sampled per video", 4, 64, int(det.spec.frames), 4,
+                   help=f"The model was evaluated with {det.spec.frames} frames per video (its crop contract).")
 strategy = c3.selectbox("Video aggregation", ["max_mean", "mean", "confident"],
                         help="max_mean: max over faces in a frame, mean over frames. confident: the DFDC winner's "
                              "strategy (mean of confident fakes if many, else of confident reals, else all).")

@@ -83,7 +83,8 @@ def cmd_calibrate(a) -> int:
     r = evaluate.calibrate_run(a.run, policy=a.policy, target_fpr=a.target_fpr)
     cal = r["calibration"]
     print(f"calibration {cal['method']} (validation CV log-loss {cal.get('selection', {}).get('cv_log_loss')}); "
-          f"threshold {r['threshold']:.4f} ({r['policy']}); run `python -m training evaluate {a.run}` next")
+          f"threshold {r['threshold']:.4f} ({r['policy']}); validation file AUC {r['val_file_auc']} "
+          f"{r['val_file_auc_ci']} on {r['n_val_files']} files; run `python -m training evaluate {a.run}` next")
     return 0
 
 

@@ -282,6 +282,12 @@ def calibrate_run(run: str | Path, policy: str = "youden", target_fpr: float = 0
     card_f = run / "model" / CARD_FILE
     card = json.loads(card_f.read_text())
     card["calibration"] = cal.to_dict()
+    # the model-selection number: file-level AUC on the validation files, through the engine (as users run it)
+    y, raw = ok["label"].to_numpy(int), ok["raw_score"].to_numpy(float)
+    val_auc = auc(y, raw)
+    val_ci = bootstrap(y, raw, ok["group"].to_numpy(), 0.5)["auc_ci"]
+    card.setdefault("metrics", {})["val_file_auc"] = None if val_auc is None else round(float(val_auc), 4)
+    card["metrics"]["val_file_auc_ci"] = val_ci
     card["threshold"] = round(float(thr), 6)
     card["threshold_policy"] = f"{policy}: {what}, on calibrated validation file scores (n={len(ok)})"
     card["notes"] = "P(fake) is calibrated on validation files; run `python -m training evaluate RUN` for test numbers"
@@ -289,6 +295,7 @@ def calibrate_run(run: str | Path, policy: str = "youden", target_fpr: float = 0
     tmp.write_text(json.dumps(card, indent=2) + "\n")
     os.replace(tmp, card_f)
     return {"threshold": thr, "calibration": cal.to_dict(), "policy": card["threshold_policy"],
+            "val_file_auc": card["metrics"]["val_file_auc"], "val_file_auc_ci": val_ci,
             "n_val_files": int(len(ok)), "skipped": int(len(ft) - len(ok))}
 
 
@@ -471,7 +478,7 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
     # the model card's metrics: the headline with its interval, and the photo sets apart
     card_f = run / "model" / CARD_FILE
     card = json.loads(card_f.read_text())
-    keep = {k: v for k, v in card.get("metrics", {}).items() if k in ("val_auc", "best_epoch")}
+    keep = {k: v for k, v in card.get("metrics", {}).items() if k in ("val_auc", "best_epoch", "val_file_auc", "val_file_auc_ci")}
     if head:
         keep["headline"] = {k: head[k] for k in ("level", "dataset", "n", "n_real", "n_fake", "n_groups", "auc",
                                                  "auc_ci", "ece", "ece_ci", "brier", "false_alarm_rate",

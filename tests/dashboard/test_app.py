@@ -62,6 +62,7 @@ def test_detect_upload_image_shows_score(app_env, astronaut_png):
     assert _metric(at, "Verdict") in ("Likely FAKE", "Likely REAL")
     assert _metric(at, "Faces") == "1"
     # moving the threshold relabels without re-analysing; the score stays the same
+    at.toggle(key="custom_threshold").set_value(True).run()
     at.slider[0].set_value(0.0 if score > 0.0 else 1.0).run()
     assert float(_metric(at, "Score P(fake)")) == score
     assert _metric(at, "Verdict") == ("Likely FAKE" if score > 0.0 else "Likely REAL")
@@ -139,7 +140,8 @@ def test_detect_session_keeps_downscaled_images_only(app_env, astronaut, tmp_pat
     assert res.image.shape == (1280, 1280, 3) and (res.width, res.height) == (2560, 2560)
     assert res.faces >= 1 and res.face_results[0].box[2] > 200  # boxes stay in the analysed image's pixels
     at.toggle(key="cam_0").set_value(True).run()
-    assert not at.exception and at.session_state["gradcam"][0].dtype == np.uint8
+    assert not at.exception
+    assert at.session_state["gradcam"][("cam_0", "gradcam")].explanation.overlay.dtype == np.uint8
 
 
 def test_detect_over_long_video_says_so(app_env, monkeypatch):
@@ -183,6 +185,10 @@ def test_detect_bundled_video_sample_shows_timeline(app_env):
     at = _app()
     at.radio[0].set_value("Bundled sample").run()
     at.selectbox[0].set_value(video).run()
+    assert not at.exception
+    frames = next(s for s in at.slider if s.label.startswith("Frames sampled"))
+    assert frames.value == 4, "the frames default is the model's crop contract (the tiny model's: 4)"
+    frames.set_value(32).run()  # 4 s of a moving face: 32 frames are close enough to link into one track
     assert not at.exception
     assert 0 <= float(_metric(at, "Score P(fake)")) <= 1
     assert _metric(at, "Face tracks") == "1"

@@ -48,3 +48,26 @@ def test_history_long(tiny_run):
     long = runs.history_long([tiny_run])
     assert set(long["metric"]) == {"loss", "auc", "accuracy"} and set(long["split"]) == {"train", "validation"}
     assert long["epoch"].min() == 1
+
+
+def test_explorer_reads_png_and_shard_crops(tmp_path):
+    """The dataset explorer shows crops of both prepare engines: PNG files and records inside Ray shards."""
+    import cv2
+
+    from dashboard.dataset import crop_image
+    from training import shards
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2))
+    (tmp_path / "crops").mkdir()
+    cv2.imwrite(str(tmp_path / "crops" / "a.png"), a[..., ::-1])
+    rec = dict(label=1, file_label=1, frame=0, face=0, track=0, kps=[0.0] * 10, video="v", dataset="d", path="p")
+    pngs = [cv2.imencode(".png", x[..., ::-1])[1].tobytes() for x in (a, b)]
+    blob, offsets = shards.write_shard([(p, rec) for p in pngs])
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "d-00000.tfrecord").write_bytes(blob)
+    assert np.array_equal(crop_image(tmp_path, "crops/a.png"), a)
+    assert np.array_equal(crop_image(tmp_path, f"shards/d-00000.tfrecord@{offsets[1]}"), b)
+    assert crop_image(tmp_path, "crops/missing.png") is None
+    assert crop_image(tmp_path, f"shards/d-00000.tfrecord@{offsets[1] + 3}") is None  # not a record boundary
+    assert crop_image(tmp_path, "../../etc/passwd") is None  # outside the prepared folder
