@@ -30,11 +30,15 @@ def _compare(video_path, tmp_path, spec):
     res = det.analyze(video_path, frames=spec.frames)
     engine = {(f.frame, tuple(f.box)): f.crop for f in res.all_faces}
     assert len(engine) == len(crops)
-    worst = 0
+    worst, compared = 0, 0
     for r in crops.itertuples():
         stored = cv2.imread(str(out / r.crop))[..., ::-1]
-        crop = engine[(r.frame, (r.x, r.y, r.w, r.h))]
+        crop = engine[(r.frame, (r.x, r.y, r.w, r.h))]  # the same face (frame and box) was found by both
+        if crop is None:  # a video result keeps only each track's best crop (bounded memory)
+            continue
         worst = max(worst, int(np.abs(stored.astype(int) - crop.astype(int)).max()))
+        compared += 1
+    assert compared >= len(res.tracks) >= 1
     assert worst <= 2
     return crops
 
