@@ -58,6 +58,10 @@ def render(det) -> None:
             st.markdown(f"False-alarm rate on held-out real photos by group, at threshold {ev['threshold']:.3f} "
                         "(with 95 % intervals and score percentiles: a 0 % rate far below the threshold says little):")
             st.dataframe(audit, hide_index=True)
+    hist = runs.read_csv(settings.runs_root() / "model_history.csv")
+    if hist is not None:
+        with st.expander("Earlier bundled models (history)"):
+            st.dataframe(hist, hide_index=True)
     st.subheader("Limits")
     st.markdown("""
 - **A demo model.** The bundled model was trained on about a hundred FaceForensics++ / Google DFD videos, LFW
