@@ -58,6 +58,11 @@ def render(det) -> None:
             st.markdown(f"False-alarm rate on held-out real photos by group, at threshold {ev['threshold']:.3f} "
                         "(with 95 % intervals and score percentiles: a 0 % rate far below the threshold says little):")
             st.dataframe(audit, hide_index=True)
+            for r in audit[(audit["attribute"] == "dataset")].itertuples():
+                if r.false_alarms == 0 and float(r.score_p99) < ev["threshold"]:
+                    st.caption(f"{r.group}: 0 false alarms, but only because all its scores sit below the threshold "
+                               f"(99th percentile {float(r.score_p99):.3f} < {ev['threshold']:.3f}) — that says the model "
+                               f"separates this photo source, not that it is right about other photos.")
     hist = runs.read_csv(settings.runs_root() / "model_history.csv")
     if hist is not None:
         with st.expander("Earlier bundled models (history)"):

@@ -338,10 +338,11 @@ def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_bo
 
 def audit(ft: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP) -> pd.DataFrame:
     """Held-out real photos: false-alarm rate at the threshold by gender and race (with a 95 % bootstrap interval
-    over files) and score percentiles -- a 0 % rate far below the threshold says nothing, the percentiles show it."""
+    over files) and score percentiles -- a 0 % rate far below the threshold says nothing, the percentiles show it.
+    Photo sets are never pooled: one row per set, and gender/race rows (from UTKFace's file names) per attribute."""
     reals = ft[(ft["label"] == 0) & ft["dataset"].isin(PHOTO_SETS) & ft["score"].notna()]
     rows = []
-    groups = [("all", "all", reals)]
+    groups = []
     for attr, names in (("gender", GENDERS), ("race", RACES)):
         if attr in reals:
             a = pd.to_numeric(reals[attr], errors="coerce")
@@ -463,9 +464,18 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
         "model_card": det.card.to_dict(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    m["model_key"] = _model_key(run)
     (tmpdir / "metrics.json").write_text(json.dumps(m, indent=2))
     if out.exists():  # publish atomically
         import shutil
+
+        # explain-eval results stay valid while the model is the same one (they are costly to recompute)
+        try:
+            same = json.loads((out / "metrics.json").read_text()).get("model_key") == m["model_key"]
+        except (OSError, ValueError):
+            same = False
+        for f in sorted(out.glob("explain_eval*")) if same else []:
+            shutil.copy2(f, tmpdir / f.name)
 
         old = run / "evaluation.old"
         if old.exists():

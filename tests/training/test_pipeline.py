@@ -164,3 +164,22 @@ def test_keypoints_follow_the_model_input_size():
     assert k.shape == (2, 10)
     np.testing.assert_allclose(k[0], [32.0, 16.0] * 5)
     assert not k[1].any()  # missing keypoints stay zero (self-blending then uses a canonical layout)
+
+
+def test_reevaluation_keeps_explain_eval_of_the_same_model_only(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from training import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    ev = run / "evaluation"
+    (ev / "explain_eval.json").write_text('{"schema": 1, "methods": []}')
+    evaluate.evaluate_run(run, n_boot=20, progress=False)
+    assert (ev / "explain_eval.json").is_file(), "same model: the costly explain-eval results are kept"
+    m = json.loads((ev / "metrics.json").read_text())
+    m["model_key"] = "another model"
+    (ev / "metrics.json").write_text(json.dumps(m))
+    evaluate.evaluate_run(run, n_boot=20, progress=False)
+    assert not (ev / "explain_eval.json").exists(), "another model's explanations must not survive"
