@@ -113,6 +113,22 @@ def cmd_learning_curve(a) -> int:
     return 0
 
 
+def cmd_lomo(a) -> int:
+    from training import lomo
+
+    r = lomo.lomo(a.config, a.out, methods=a.methods, epochs=a.epochs, steps=a.steps, splits=a.splits,
+                  n_boot=a.bootstrap)
+    print(f"leave-one-method-out on the {'+'.join(a.splits)} split (AUC [95 % CI, identity-group bootstrap]; "
+          f"scored with each fold's last epoch)\n")
+    print(r["table"])
+    print()
+    print(r["file_table"])
+    print("\n" + "; ".join(f"{f}: {i['epochs']}x{i['steps']} steps, {i['train_minutes']} min"
+                           for f, i in r["folds"].items()))
+    print(f"-> {r['csv']}")
+    return 0
+
+
 def cmd_convert(a) -> int:
     from model import lite_convert
 
@@ -198,6 +214,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="TensorFlow CPU threads for feature extraction (0: default)")
     p.set_defaults(func=cmd_learning_curve)
+    p = sub.add_parser("lomo", help="leave-one-method-out: train without each FF++ method in turn, AUC on it")
+    p.add_argument("config")
+    p.add_argument("--out", default="runs/_lomo", help="output folder (one run per fold, lomo.csv)")
+    p.add_argument("--epochs", type=int, help="epochs per fold (default: the config's)")
+    p.add_argument("--steps", type=int, help="steps per epoch (default: the config's)")
+    from training.lomo import FFPP_METHODS
+
+    p.add_argument("--methods", nargs="+", default=list(FFPP_METHODS), help="methods to hold out (default: FF++'s four)")
+    p.add_argument("--splits", nargs="+", choices=("val", "test"), default=["val"],
+                   help="splits scored (default val; test adds the test groups)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
+    p.set_defaults(func=cmd_lomo)
     from model.lite_convert import VARIANTS
 
     p = sub.add_parser("convert-lite", help="convert ImageNet EfficientNet-Lite0/1/2 weights (no torch needed)")

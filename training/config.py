@@ -53,6 +53,9 @@ class DataCfg:
     sbi_weight: float = 0.25
     max_val_per_dataset: int = 400  # cap validation crops per dataset and label (keeps validation fast)
     val_datasets: list[str] = dataclasses.field(default_factory=list)  # datasets used for validation (empty: all)
+    # Manipulation methods (crops.csv ``method``, e.g. "NeuralTextures") whose FAKE files are dropped from the
+    # TRAIN split only (validation and test keep them): leave-one-method-out runs (``python -m training lomo``).
+    exclude_methods: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -146,5 +149,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data weights must be >= 0 and not all 0")
     if not cfg.data.prepared:
         raise ConfigError("data.prepared must list at least one prepared folder")
+    em = cfg.data.exclude_methods
+    if not isinstance(em, list) or not all(isinstance(m, str) and m.strip() for m in em):
+        raise ConfigError("data.exclude_methods must be a list of method names (strings), e.g. [\"NeuralTextures\"]")
     if set(cfg.data.val_groups) & set(cfg.data.test_groups):
         raise ConfigError("a group cannot be in both data.val_groups and data.test_groups")

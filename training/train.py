@@ -95,7 +95,27 @@ def load_table(cfg: config_mod.Config) -> pd.DataFrame:
     df["label"] = df["label"].astype(int)
     split_of = dict(zip(index["path"], index["split"]))
     df["split"] = df["path"].map(split_of).fillna("excluded")
-    return df[df["split"] != "excluded"].reset_index(drop=True)
+    df = df[df["split"] != "excluded"]
+    if cfg.data.exclude_methods:
+        df = exclude_train_methods(df, cfg.data.exclude_methods)
+    return df.reset_index(drop=True)
+
+
+def exclude_train_methods(df: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """``df`` without the train-split crops of the FAKE files (``file_label`` 1) of ``methods`` (validation and test
+    keep them). A method with no fake crops at all in ``df`` is a typo: ConfigError."""
+    fake_file = (df["file_label"] if "file_label" in df else df["label"]).astype(int) == 1
+    of_method = df["method"].isin(methods) & fake_file
+    absent = sorted(set(methods) - set(df.loc[of_method, "method"]))
+    if absent:
+        present = sorted(set(df.loc[fake_file, "method"]))
+        raise config_mod.ConfigError(f"data.exclude_methods: no fake crops of {', '.join(absent)} in the prepared "
+                                     f"folders (fake methods present: {', '.join(present) or 'none'})")
+    drop = of_method & (df["split"] == "train")
+    log.info("exclude_methods %s: dropped %d train crops (%d of them labelled fake) from %d files; val/test keep "
+             "%d crops of these methods", ", ".join(methods), int(drop.sum()), int((df.loc[drop, "label"] == 1).sum()),
+             df.loc[drop, "path"].nunique(), int((of_method & (df["split"] != "train")).sum()))
+    return df[~drop]
 
 
 def kps_array(df: pd.DataFrame, size: int) -> np.ndarray:
@@ -456,6 +476,18 @@ def _pretrained_from(cfg) -> str | None:
     return f"weights file {Path(cfg.model.weights).name}"
 
 
+def _same_experiment(saved: dict, cfg: config_mod.Config) -> bool:
+    """Whether a run's config.json is ``cfg``; keys added to the config since the run was made count as their
+    defaults (so a run made before ``data.exclude_methods`` existed still resumes)."""
+    saved = {k: v for k, v in saved.items() if k != "crop_spec"}
+    if saved == cfg.to_dict():
+        return True
+    try:
+        return config_mod.from_dict(saved).to_dict() == cfg.to_dict()
+    except (config_mod.ConfigError, TypeError):
+        return False
+
+
 def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True, strategy=None,
           chief: bool = True, worker_seed: int = 0) -> Path:
     """Train (or resume) a run. ``strategy``: a tf.distribute strategy made by the caller (Ray Train passes a
@@ -473,7 +505,7 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         shutil.rmtree(run)
     (run / "checkpoints").mkdir(parents=True, exist_ok=True)
     old = run / "config.json"
-    if old.is_file() and {k: v for k, v in json.loads(old.read_text()).items() if k != "crop_spec"} != cfg.to_dict():
+    if old.is_file() and not _same_experiment(json.loads(old.read_text()), cfg):
         raise config_mod.ConfigError(f"{run} holds a different experiment; use --no-resume or another name")
     if chief and Path(config_path).resolve() != (run / "config.toml").resolve():
         shutil.copyfile(config_path, run / "config.toml")
