@@ -93,14 +93,10 @@ def weights_tag(cfg: config_mod.Config) -> str:
 
 def backbone_featurizer(cfg: config_mod.Config, batch: int = 64, threads: int = 0) -> Featurizer:
     """files -> (N, D) float32 pooled backbone features (the detector's ``head_pool`` output, frozen)."""
-    import tensorflow as tf
-
     if threads > 0:
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # TF already initialised in this process: keep its threads
-            pass
+        from model.video import limit_threads
+
+        limit_threads(threads)
     import keras
 
     from training.train import build_model, load_images, resolve

@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import time
+from typing import Callable
 
 import pandas as pd
 
@@ -58,11 +59,15 @@ def plan_shards(index: pd.DataFrame, out: str, shard_items: int) -> pd.DataFrame
 class ShardWorker:
     """Actor: builds the detector once, then turns one shard of items into a TFRecord shard + its index."""
 
-    def __init__(self, spec: dict, out: str):
+    def __init__(self, spec: dict, out: str, threads: int = 0):
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         from model.faces import get_mtcnn
+        from model.video import limit_threads
+
+        if threads:
+            limit_threads(threads)  # as many threads as the CPUs this actor reserved
 
         self.spec = CropSpec.from_dict(spec)
         self.out = out
@@ -128,8 +133,10 @@ class ShardWorker:
 
 
 def prepare(index: pd.DataFrame, out_dir: str, spec: CropSpec | None = None, workers: int | None = None,
-            address: str | None = None, shard_items: int = 64, progress: bool = True) -> pd.DataFrame:
-    """Extract crops for every row of ``index`` into shards under ``out_dir`` (local path or URI) on Ray."""
+            address: str | None = None, shard_items: int = 64, progress: bool = True,
+            on_shard: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """Extract crops for every row of ``index`` into shards under ``out_dir`` (local path or URI) on Ray.
+    ``on_shard(row)`` is called as each shard finishes (row: shard, items, crops, errors)."""
     import ray
 
     from model.batch import actor_resources, connect
@@ -157,12 +164,14 @@ def prepare(index: pd.DataFrame, out_dir: str, spec: CropSpec | None = None, wor
         connect(address, num_cpus=workers)
         n, gpu = actor_resources(workers)
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"spec": spec.to_dict(), "out": out}, batch_size=1,
+        ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"spec": spec.to_dict(), "out": out, "threads": 0 if gpu else 1}, batch_size=1,
                             compute=ray.data.ActorPoolStrategy(size=min(n, len(tasks)), max_tasks_in_flight_per_actor=1),
                             num_cpus=0 if gpu else 1, num_gpus=gpu)
         t0, k = time.time(), 0
         for r in ds.iter_rows():
             k += 1
+            if on_shard is not None:
+                on_shard(r)
             if progress:
                 el = time.time() - t0
                 print(f"prepare (ray): shard {r['shard']} ({r['items']} items, {r['crops']} crops, {r['errors']} "

@@ -186,3 +186,25 @@ def test_confident_strategy_branches():
     p = [0.9] * 5 + [0.5] * 27
     assert video.confident_strategy(p) == pytest.approx(np.mean(p))
     assert video.aggregate([[0.9]] * 5 + [[0.5]] * 27, "confident") == pytest.approx(np.mean(p))
+
+
+@pytest.mark.parametrize("grab_gap", [0, 24, 10**9])  # always seek / measured choice / always grab
+def test_seek_or_grab_gives_the_same_frames(tmp_path, monkeypatch, grab_gap):
+    # x264's default key-frame interval (250) makes a seek decode from far back: the sampler chooses per gap by
+    # measured cost, and whichever it chooses, frame i is frame i (testsrc draws a different picture per frame)
+    src = media_fixtures.testsrc(tmp_path / "long.mp4", "96x64", 40.0)
+    cap, _ = video.open_video(src)
+    every = []
+    while cap.grab():
+        every.append(cv2.cvtColor(cap.retrieve()[1], cv2.COLOR_BGR2RGB))
+    cap.release()
+    assert len(every) == 400
+    monkeypatch.setattr(video, "GRAB_GAP", grab_gap)
+    wanted = [3, 10, 60, 61, 140, 300, 399]
+    _, got = video.read_frames(src, indices=wanted, max_duration_s=None)
+    assert [i for i, _ in got] == wanted
+    for i, f in got:
+        assert np.array_equal(f, every[i]), i
+    _, spread = video.read_frames(src, n=8, max_duration_s=None)
+    assert [i for i, _ in spread] == video.sample_indices(400, 8)
+    assert all(np.array_equal(f, every[i]) for i, f in spread)
