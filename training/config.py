@@ -47,7 +47,8 @@ class DataCfg:
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     # Per dataset: real faces are real_weight / (sum) of its samples; the fake rest is split between the dataset's
-    # own fakes and self-blended fakes as fake_weight : sbi_weight (all self-blended for real-only datasets).
+    # own fakes and self-blended fakes as fake_weight : sbi_weight (all self-blended for real-only datasets, even
+    # with sbi_weight = 0: sbi_weight only sets the ratio where a dataset has fakes of its own).
     real_weight: float = 0.5
     fake_weight: float = 0.25
     sbi_weight: float = 0.25

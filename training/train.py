@@ -206,7 +206,9 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
         reals, fakes = sub[sub["label"] == 0], sub[sub["label"] == 1]
         share = 1.0 / len(names)
         r = dc.real_weight / total if len(reals) else 0.0
-        f_w, s_w = (dc.fake_weight, dc.sbi_weight) if len(fakes) else (0.0, dc.sbi_weight)
+        # a real-only dataset's fake share is all self-blended, whatever sbi_weight (0 included): without fakes
+        # of its own faces it would teach "this source is real"
+        f_w, s_w = (dc.fake_weight, dc.sbi_weight) if len(fakes) else (0.0, 1.0)
         if not len(reals):
             s_w = 0.0
         fsum = f_w + s_w
@@ -225,8 +227,8 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
     for name in names:
         sub = train[train["dataset"] == name]
         labels |= set(sub["label"])
-        if dc.sbi_weight > 0 and (sub["label"] == 0).any():
-            labels.add(1)
+        if (sub["label"] == 0).any() and (dc.sbi_weight > 0 or not (sub["label"] == 1).any()):
+            labels.add(1)  # self-blended fakes of its reals
     if labels != {0, 1}:
         raise ValueError("training needs both classes: real faces and fakes (dataset fakes or sbi_weight > 0)")
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / sum(weights) for w in weights], seed=seed)

@@ -156,6 +156,23 @@ def test_train_stream_is_label_balanced_and_deterministic(prepared, tmp_path):
     assert x.shape == (8, 64, 64, 3) and float(x.numpy().max()) <= 255.0
 
 
+def test_real_only_dataset_gets_self_blended_fakes_even_without_sbi_weight(prepared, tmp_path):
+    # sbi_weight sets the own-fakes : self-blended ratio where a dataset HAS fakes; a real-only set (photos, DFD
+    # actors) must still get self-blended fakes of its own faces, or it teaches "this source is real"
+    from training import config, train
+
+    cfg = config.load(tiny_config(tmp_path, prepared[0]))
+    cfg.data.fake_weight, cfg.data.sbi_weight = 0.5, 0.0
+    df = train.load_table(cfg)
+    reals_only = df[df["label"] == 0]
+    y = np.concatenate([b.numpy() for _, b in train.build_train_dataset(reals_only, cfg, 1).take(40)])
+    assert 0.4 < y.mean() < 0.6
+    # where the dataset has fakes, sbi_weight 0 means its own fakes only (none self-blended): the stream still
+    # holds both labels
+    y2 = np.concatenate([b.numpy() for _, b in train.build_train_dataset(df, cfg, 1).take(40)])
+    assert 0.4 < y2.mean() < 0.6
+
+
 def test_keypoints_follow_the_model_input_size():
     from training.train import kps_array
 
