@@ -1,1 +1,1 @@
-"""Streamlit building blocks for the DeepFake-Detect dashboard (pages/ stay thin and call these)."""
+"""Streamlit building blocks for the DeepFake-Detect dashboard (app_pages/ stay thin and call these)."""

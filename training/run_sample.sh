@@ -14,11 +14,12 @@ python -m training prepare lfw="$DATA/lfw" --out data/prepared2/lfw --frames 1 -
 # val_file_auc into the card); the scratch run is the chosen recipe from random initialisation
 python -m training train configs/sample.toml --run-dir runs/sample
 python -m training train configs/cand_lite1.toml --run-dir runs/cand-lite1
+python -m training train configs/cand_nosbi.toml --run-dir runs/cand-nosbi
 python -m training train configs/sample_scratch.toml --run-dir runs/sample-scratch
-for run in sample cand-lite1 sample-scratch; do
+for run in sample cand-lite1 cand-nosbi sample-scratch; do
   python -m training calibrate "runs/$run" --policy youden
 done
-python scripts/model_tables.py --candidates runs/sample runs/cand-lite1 runs/sample-scratch
+python scripts/model_tables.py --candidates runs/sample runs/cand-lite1 runs/cand-nosbi runs/sample-scratch
 # the chosen model (rule: highest validation file AUC; within 0.02 the cheaper network) is evaluated once on test.
 # UTKFace was never trained on: the whole set is a held-out audit of false alarms by gender and race
 python -m training evaluate runs/sample --audit utkface="$DATA/utkface" --max-photos 1500

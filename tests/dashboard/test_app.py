@@ -7,8 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import REPO
 
-PAGES = ["pages/detect.py", "pages/dataset.py", "pages/training.py", "pages/evaluation.py",
-         "pages/misclassified.py", "pages/own_test_set.py", "pages/about.py"]
+PAGES = ["app_pages/detect.py", "app_pages/dataset.py", "app_pages/training.py", "app_pages/evaluation.py",
+         "app_pages/misclassified.py", "app_pages/own_test_set.py", "app_pages/about.py"]
 
 
 @pytest.fixture(scope="session")
@@ -172,7 +172,7 @@ def test_detect_bundled_sample(app_env):
 
 def test_dataset_explorer_refuses_paths_outside_root(app_env):
     at = _app()
-    at.switch_page("pages/dataset.py").run()
+    at.switch_page("app_pages/dataset.py").run()
     at.text_input[0].set_value("/etc").run()
     assert not at.exception
     assert any("Refused" in e.value for e in at.error)

@@ -40,3 +40,19 @@ def test_8k_upload_gets_a_clear_error_and_the_server_keeps_serving(tiny_model_di
         other = b.new_page(viewport={"width": 1280, "height": 900})
         verdict = upload_and_read_verdict(other, url, astronaut_png)
         assert "Likely FAKE" in verdict or "Likely REAL" in verdict
+
+
+def test_deep_link_on_a_fresh_server_gets_the_app_navigation(tiny_model_dir, tmp_path):
+    # the first visitor of a new server opens /evaluation directly: the screen must run inside streamlit_app.py
+    # (its st.navigation titles and wide layout), not as a legacy pages/ script on its own
+    from scripts.screenshots import wait_idle
+
+    with serve({"DEEPFAKE_MODEL": str(tiny_model_dir), "DEEPFAKE_DATA": str(tmp_path)}) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/evaluation")
+        wait_idle(page)
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Detect" in nav and "About / model card" in nav, nav
+        assert "streamlit app" not in nav.lower()
+        assert page.locator("[data-testid='stApp'] h1").first.inner_text().strip() == "Evaluation"
+        assert "Traceback" not in page.content()

@@ -111,7 +111,7 @@ def _counts(at):
 
 def test_evaluation_page_v2(app, runs_root):
     at = app
-    at.switch_page("pages/evaluation.py").run()
+    at.switch_page("app_pages/evaluation.py").run()
     assert not at.exception, at.exception
     caps = " ".join(c.value for c in at.caption)
     assert "Not in the table (old evaluation format): old" in caps
@@ -128,7 +128,7 @@ def test_evaluation_page_v2(app, runs_root):
 
 def test_confusion_matrix_follows_threshold(app, runs_root):
     at = app
-    at.switch_page("pages/evaluation.py").run()
+    at.switch_page("app_pages/evaluation.py").run()
     pred = runs.eval_predictions(runs_root / "alpha", "file")
     rows = runs.slice_rows(pred, runs.evaluation(runs_root / "alpha"), "video datasets")
     seen = []
@@ -142,7 +142,7 @@ def test_confusion_matrix_follows_threshold(app, runs_root):
 
 def test_clicking_a_cell_opens_that_slice_and_links_it(app, runs_root):
     at = app
-    at.switch_page("pages/evaluation.py").run()
+    at.switch_page("app_pages/evaluation.py").run()
     at.session_state["xd_table"] = {"selection": {"rows": [], "columns": [], "cells": [(1, "ffpp · FaceSwap")]}}
     at.run()
     assert not at.exception
@@ -161,7 +161,7 @@ def test_clicking_a_cell_opens_that_slice_and_links_it(app, runs_root):
 def test_query_params_preselect_a_slice(monkeypatch, runs_root, tiny_model_dir):
     monkeypatch.setenv("DEEPFAKE_RUNS", str(runs_root))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "pages" / "evaluation.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_pages" / "evaluation.py"), default_timeout=60)
     at.query_params.update(run="beta", level="face", dataset="dfd", method="Deepfakes", compression="c23")
     at.run()
     assert not at.exception, at.exception
@@ -175,7 +175,7 @@ def test_old_runs_are_asked_to_rerun(monkeypatch, tmp_path):
     monkeypatch.setenv("DEEPFAKE_RUNS", str(tmp_path))
     monkeypatch.chdir(REPO)
     for page in ("evaluation.py", "misclassified.py"):
-        at = AppTest.from_file(str(REPO / "pages" / page), default_timeout=60)
+        at = AppTest.from_file(str(REPO / "app_pages" / page), default_timeout=60)
         at.run()
         assert not at.exception, at.exception
         assert any("re-run `python -m training evaluate" in w.value for w in at.warning), page
@@ -193,7 +193,7 @@ def test_explain_eval_table_on_the_evaluation_page(app, runs_root):
         "faces": 5, "steps": 16, "fill": "mean"}))
     try:
         at = app
-        at.switch_page("pages/evaluation.py").run()
+        at.switch_page("app_pages/evaluation.py").run()
         at.selectbox(key="eval_run").set_value("beta").run()
         assert not at.exception
         t = next(df.value for df in at.dataframe if "deletion area [95 % CI]" in df.value.columns)
@@ -204,7 +204,7 @@ def test_explain_eval_table_on_the_evaluation_page(app, runs_root):
 
 def test_misclassifications_page_v2(app, runs_root):
     at = app
-    at.switch_page("pages/misclassified.py").run()
+    at.switch_page("app_pages/misclassified.py").run()
     assert not at.exception, at.exception
     at.slider(key="mis_threshold").set_value(0.0).run()  # every real face is now a false positive
     assert not at.exception
@@ -229,7 +229,7 @@ def test_misclassified_faces_recut_and_explained(monkeypatch, tiny_run, tiny_mod
     monkeypatch.setenv("DEEPFAKE_RUNS", str(tiny_run.parent))
     monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "pages" / "misclassified.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_pages" / "misclassified.py"), default_timeout=60)
     at.run()
     assert not at.exception, at.exception
     at.slider(key="mis_threshold").set_value(0.0).run()  # every real face is a false positive

@@ -41,7 +41,7 @@ def app(monkeypatch, tiny_model_dir, tmp_path):
     monkeypatch.chdir(REPO)
     at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/own_test_set.py").run()
+    at.switch_page("app_pages/own_test_set.py").run()
     assert not at.exception, at.exception
     return at
 
