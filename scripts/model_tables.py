@@ -73,7 +73,9 @@ def candidate_row(run: Path) -> str:
     met = card.get("metrics", {})
     mdl, tr = cfg["model"], cfg["train"]
     start = "ImageNet" if mdl.get("weights") else "random init"
-    return (f"| {run.name} | {mdl['backbone'].removeprefix('efficientnet_')} @ {mdl['input_size']} px, {start} | "
+    data = cfg.get("data", {})
+    fakes = f"{data.get('fake_weight', 0.25):g} : {data.get('sbi_weight', 0.25):g}"
+    return (f"| {run.name} | {mdl['backbone'].removeprefix('efficientnet_')} @ {mdl['input_size']} px, {start} | {fakes} | "
             f"lr {tr['learning_rate']:g} {tr.get('schedule', '')}, {len(hist)}/{tr['epochs']} epochs × "
             f"{tr['steps_per_epoch']} steps | {mins} | {hist['val_auc'].max():.3f} | "
             f"{_ci(met.get('val_file_auc'), met.get('val_file_auc_ci'))} |")
@@ -85,9 +87,9 @@ def main(argv=None) -> int:
     ap.add_argument("--candidates", action="store_true", help="validation-only table of candidate runs")
     a = ap.parse_args(argv)
     if a.candidates:
-        print("| run | network | schedule (epochs run) | training minutes | best val crop AUC | "
-              "val file AUC (engine) [95 % CI] |")
-        print("|---|---|---|---|---|---|")
+        print("| run | network | FF++ fakes, own : self-blended | schedule (epochs run) | training minutes | "
+              "best val crop AUC | val file AUC (engine) [95 % CI] |")
+        print("|---|---|---|---|---|---|---|")
         for r in a.runs:
             print(candidate_row(r))
         return 0
