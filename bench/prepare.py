@@ -1,6 +1,6 @@
 """Benchmark: prepare throughput (videos/s), one process vs local Ray with 2 workers, on the same ffpp_mini videos.
 
-    python -m bench.prepare [--videos 24] [--frames 8] [--workers 2]
+    python -m bench.prepare [--videos 16] [--frames 32] [--workers 2]
 
 Both runs cut the same videos under the same CropSpec into fresh temporary folders: the single-process path
 (``training.prepare.prepare``, workers=1, PNG crops, FFmpeg's and TensorFlow's default thread pools) and the Ray
@@ -28,8 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared/data/ffpp_mini"))
-    ap.add_argument("--videos", type=int, default=24)
-    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--videos", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=32, help="frames per video (32: the crop contract's default)")
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args()
     if not Path(a.data).is_dir():
