@@ -31,5 +31,6 @@ python scripts/model_tables.py runs/sample
 # evidence for the README: leave-one-method-out over FF++'s four methods, learning curve by training identities,
 # faithfulness of the explanation methods
 python -m training lomo configs/sample.toml --out runs/_lomo --epochs 3 --steps 100
+python -m training lomo configs/cand_nosbi.toml --out runs/_lomo_nosbi --epochs 3 --steps 100
 python -m training learning-curve configs/sample.toml --per-video 8
 python -m training explain-eval runs/sample
