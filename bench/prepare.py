@@ -62,7 +62,10 @@ def main() -> int:
     print(f"ray {a.workers} workers: {t_ray:.1f} s, {n / t_ray:.3f} videos/s, {len(ray_out)} crops "
           f"(first shard after {done[0]:.1f} s)")
     print(f"ratio with actor start-up: {t_single / t_ray:.2f}")
-    k = min(a.workers, n - 1)
+    if n <= a.workers:
+        print(f"ratio: {t_single / t_ray:.2f} (end to end: --videos must exceed --workers for a steady state)")
+        return 0
+    k = a.workers
     steady = (n - k) / (done[-1] - done[k - 1])
     print(f"ray steady state: {steady:.3f} videos/s over the last {n - k} shards")
     print(f"ratio: {steady / (n / t_single):.2f}")

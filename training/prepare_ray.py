@@ -164,7 +164,9 @@ def prepare(index: pd.DataFrame, out_dir: str, spec: CropSpec | None = None, wor
         connect(address, num_cpus=workers)
         n, gpu = actor_resources(workers)
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"spec": spec.to_dict(), "out": out, "threads": 0 if gpu else 1}, batch_size=1,
+        # a CPU actor runs one decoding/TensorFlow thread for the one CPU it reserves
+        kwargs = {"spec": spec.to_dict(), "out": out, "threads": 0 if gpu else 1}
+        ds = ds.map_batches(ShardWorker, fn_constructor_kwargs=kwargs, batch_size=1,
                             compute=ray.data.ActorPoolStrategy(size=min(n, len(tasks)), max_tasks_in_flight_per_actor=1),
                             num_cpus=0 if gpu else 1, num_gpus=gpu)
         t0, k = time.time(), 0

@@ -200,7 +200,7 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
     dc = cfg.data
     total = dc.real_weight + dc.fake_weight + dc.sbi_weight
     names = sorted(train["dataset"].unique())
-    streams, weights = [], []
+    streams, weights, labels = [], [], set()
     for i, name in enumerate(names):
         sub = train[train["dataset"] == name]
         reals, fakes = sub[sub["label"] == 0], sub[sub["label"] == 1]
@@ -221,15 +221,10 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
             if w > 0 and len(rows):
                 streams.append(stream(rows, label, sbi, seed + 1000 * i + 101 * j))
                 weights.append(share * w)
+                labels.add(int(label))
     if not streams:
         raise ValueError("no training crops: check data.prepared and the splits")
-    labels = set()
-    for name in names:
-        sub = train[train["dataset"] == name]
-        labels |= set(sub["label"])
-        if (sub["label"] == 0).any() and (dc.sbi_weight > 0 or not (sub["label"] == 1).any()):
-            labels.add(1)  # self-blended fakes of its reals
-    if labels != {0, 1}:
+    if labels != {0, 1}:  # the labels of the streams actually drawn from
         raise ValueError("training needs both classes: real faces and fakes (dataset fakes or sbi_weight > 0)")
     ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / sum(weights) for w in weights], seed=seed)
     rnd = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)
