@@ -129,6 +129,21 @@ def cmd_lomo(a) -> int:
     return 0
 
 
+def cmd_identity(a) -> int:
+    import json
+
+    from training import identity
+
+    kind, _, root = a.source.partition("=")
+    if not root:
+        print("identity: give the dataset as KIND=ROOT, e.g. dfdc_faces=../shared/data/dfdc_faces", file=sys.stderr)
+        return 2
+    rep = identity.build(kind, root, a.out, threshold=a.threshold, seed=a.seed, fakes=a.fakes)
+    print(json.dumps(rep, indent=2))
+    print(f"index with identity groups -> {a.out}")
+    return 0
+
+
 def cmd_convert(a) -> int:
     from model import lite_convert
 
@@ -150,6 +165,14 @@ def main(argv=None) -> int:
     p.add_argument("--test", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_index)
+    p = sub.add_parser("identity", help="group a dataset's items by face identity (dlib embeddings) into an index CSV")
+    p.add_argument("source", help="KIND=ROOT, e.g. dfdc_faces=../shared/data/dfdc_faces")
+    p.add_argument("--out", required=True, help="index CSV to write (give it to prepare)")
+    p.add_argument("--threshold", type=float, default=0.5, help="clustering distance (dlib: same person < 0.6)")
+    p.add_argument("--fakes", action="store_true", help="also embed fakes: a swapped-in face near a real cluster "
+                   "adds that identity to the fake's ids")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_identity)
     p = sub.add_parser("prepare", help="videos/images -> face crops + crops.csv (resumable)")
     p.add_argument("index", nargs="+", help="index CSVs or KIND=ROOT (e.g. ffpp=/data/FaceForensics++)")
     p.add_argument("--out", required=True)

@@ -57,6 +57,10 @@ class DataCfg:
     # Manipulation methods (crops.csv ``method``, e.g. "NeuralTextures") whose FAKE files are dropped from the
     # TRAIN split only (validation and test keep them): leave-one-method-out runs (``python -m training lomo``).
     exclude_methods: list[str] = dataclasses.field(default_factory=list)
+    # Datasets whose crops are dropped from the TRAIN split only (validation and test keep them): leave-one-
+    # dataset-out runs, e.g. train without DFDC and test on DFDC's test split. Keep them out of val_datasets too,
+    # so neither model selection nor calibration sees the held-out dataset.
+    exclude_datasets: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -153,5 +157,11 @@ def validate(cfg: Config) -> None:
     em = cfg.data.exclude_methods
     if not isinstance(em, list) or not all(isinstance(m, str) and m.strip() for m in em):
         raise ConfigError("data.exclude_methods must be a list of method names (strings), e.g. [\"NeuralTextures\"]")
+    ed = cfg.data.exclude_datasets
+    if not isinstance(ed, list) or not all(isinstance(m, str) and m.strip() for m in ed):
+        raise ConfigError("data.exclude_datasets must be a list of dataset names (strings), e.g. [\"dfdc\"]")
+    if set(ed) & set(cfg.data.val_datasets):
+        raise ConfigError("data.exclude_datasets must not be in data.val_datasets (the held-out dataset would "
+                          "choose the model and fit its calibration)")
     if set(cfg.data.val_groups) & set(cfg.data.test_groups):
         raise ConfigError("a group cannot be in both data.val_groups and data.test_groups")

@@ -244,6 +244,37 @@ def index_dfdc(root: str | Path) -> pd.DataFrame:
     return _frame(rows, f"DFDC at {root}")
 
 
+def index_dfdc_faces(root: str | Path) -> pd.DataFrame:
+    """DFDC exported as one face crop per video: ``real/<video>.jpg``, ``fake/<video>.jpg`` and ``metadata.csv``
+    (``path,label,video,original,...``; a fake's ``original`` is the real video it was made from).
+
+    Media are images (the crop is the item). Until identity clusters are attached (``python -m training identity``,
+    which writes this index with ``group`` = the face-identity cluster of the original), the group is the
+    original video: a fake always lands with its original, but two videos of one actor may not.
+    """
+    root = Path(root)
+    mf = root / "metadata.csv"
+    if not mf.is_file():
+        raise DatasetError(f"DFDC faces at {root}: metadata.csv missing")
+    md = pd.read_csv(mf, dtype=str, keep_default_na=False)
+    need = {"path", "label", "video", "original"}
+    if not need <= set(md.columns):
+        raise DatasetError(f"DFDC faces: metadata.csv needs columns {sorted(need)}, has {list(md.columns)}")
+    by_video = {v: p for v, p in zip(md["video"], md["path"])}
+    rows = []
+    for r in md.itertuples(index=False):
+        f = root / r.path
+        if not f.is_file():
+            continue
+        fake = str(r.label).lower() in ("fake", "1")
+        home = r.original if fake and r.original else r.video
+        orig = root / by_video.get(r.original, "") if fake and r.original in by_video else None
+        rows.append(dict(path=str(f.resolve()), dataset="dfdc", media="image", label=int(fake),
+                         method="dfdc_fake" if fake else "real", compression="", group="dfdc:" + home,
+                         original=str(orig.resolve()) if orig is not None and orig.is_file() else "", split=""))
+    return _frame(rows, f"DFDC faces at {root}")
+
+
 # --------------------------------------------------------------------------- DeepFake-TIMIT
 def index_timit(root: str | Path) -> pd.DataFrame:
     """DeepfakeTIMIT: ``higher_quality/<subject>/*``, ``lower_quality/<subject>/*`` fakes; VidTIMIT reals as
@@ -313,7 +344,7 @@ def index_lfw(root: str | Path) -> pd.DataFrame:
 
 
 INDEXERS: dict[str, Callable[..., pd.DataFrame]] = {
-    "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc,
+    "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc, "dfdc_faces": index_dfdc_faces,
     "timit": index_timit, "folder": index_folder, "utkface": index_utkface, "lfw": index_lfw,
 }
 PHOTO_SETS = ("utkface", "lfw")  # real-only photo sets: reported apart, never pooled into a headline

@@ -318,12 +318,16 @@ def _curves(out: Path, tag: str, y, p) -> None:
 
 
 def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_boot: int) -> list[dict]:
+    """Slices by level, dataset, method and compression. The pooled "video datasets" slice (the headline) covers
+    ``vds``; every other non-photo dataset of the test split gets its own slices too (a dataset held out of
+    training and validation -- leave-one-dataset-out -- is reported, never pooled into the headline)."""
     out = []
     for level, t in (("file", ft), ("face", fc)):
-        t = t[t["dataset"].isin(vds)]
+        t = t[~t["dataset"].isin(PHOTO_SETS)]
         if t.empty:
             continue
-        for dname, d in [("video datasets", t)] + [(x, t[t["dataset"] == x]) for x in sorted(t["dataset"].unique())]:
+        pooled = [("video datasets", t[t["dataset"].isin(vds)])] if t["dataset"].isin(vds).any() else []
+        for dname, d in pooled + [(x, t[t["dataset"] == x]) for x in sorted(t["dataset"].unique())]:
             for comp in ["all"] + sorted(c for c in d["compression"].astype(str).unique() if c):
                 dc = d if comp == "all" else d[d["compression"].astype(str) == comp]
                 reals = dc[dc["label"] == 0]

@@ -98,7 +98,22 @@ def load_table(cfg: config_mod.Config) -> pd.DataFrame:
     df = df[df["split"] != "excluded"]
     if cfg.data.exclude_methods:
         df = exclude_train_methods(df, cfg.data.exclude_methods)
+    if cfg.data.exclude_datasets:
+        df = exclude_train_datasets(df, cfg.data.exclude_datasets)
     return df.reset_index(drop=True)
+
+
+def exclude_train_datasets(df: pd.DataFrame, datasets: list[str]) -> pd.DataFrame:
+    """``df`` without the train-split crops of ``datasets`` (leave-one-dataset-out); validation and test keep them.
+    A dataset absent from ``df`` is a typo: ConfigError."""
+    absent = sorted(set(datasets) - set(df["dataset"]))
+    if absent:
+        raise config_mod.ConfigError(f"data.exclude_datasets: no crops of {', '.join(absent)} in the prepared folders "
+                                     f"(datasets present: {', '.join(sorted(set(df['dataset'])))})")
+    drop = df["dataset"].isin(datasets) & (df["split"] == "train")
+    log.info("exclude_datasets %s: dropped %d train crops; val/test keep %d", ", ".join(datasets), int(drop.sum()),
+             int((df["dataset"].isin(datasets) & ~drop).sum()))
+    return df[~drop]
 
 
 def exclude_train_methods(df: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
