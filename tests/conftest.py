@@ -18,8 +18,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FFPP = SHARED_DATA / "ffpp_mini"
 UTK = SHARED_DATA / "utkface"
 LFW = SHARED_DATA / "lfw"
+DFDC_FACES = SHARED_DATA / "dfdc_faces"
 
 needs_ffpp = pytest.mark.skipif(not FFPP.is_dir(), reason=f"dataset not present: {FFPP} (../shared/data beside the checkout)")
+needs_dfdc_faces = pytest.mark.skipif(not DFDC_FACES.is_dir(), reason=f"dataset not present: {DFDC_FACES} (../shared/data beside the checkout)")
 needs_utk = pytest.mark.skipif(not UTK.is_dir(), reason=f"dataset not present: {UTK} (../shared/data beside the checkout)")
 
 

@@ -216,16 +216,23 @@ def prepare(index: pd.DataFrame, out_dir: str | Path, spec: CropSpec | None = No
         if pool is not None:
             pool.close()
             pool.join()
-    return collect(out)
+    return collect(out, index)
 
 
-def collect(out_dir: str | Path) -> pd.DataFrame:
-    """Merge finished items into ``crops.csv`` (atomic write)."""
+def collect(out_dir: str | Path, index: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Merge finished items into ``crops.csv`` (atomic write). With ``index``, each crop's ``group`` and ``ids``
+    are taken from it: preparing again with a re-grouped index (e.g. identity clusters from ``python -m training
+    identity``) re-groups the crops without cutting them again."""
     out = Path(out_dir)
     recs = []
     for f in sorted((out / "items").glob("*.json")):
         recs.extend(json.loads(f.read_text()))
     df = pd.DataFrame(recs, columns=CROP_COLUMNS)
+    if index is not None and len(df):
+        for col in ("group", "ids"):
+            if col in index:
+                new = df["path"].map(dict(zip(index["path"], index[col].astype(str))))
+                df[col] = new.where(new.notna(), df[col])
     tmp = out / "crops.csv.tmp"
     df.to_csv(tmp, index=False)
     os.replace(tmp, out / "crops.csv")
