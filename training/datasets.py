@@ -343,11 +343,20 @@ def index_lfw(root: str | Path) -> pd.DataFrame:
     return _frame(rows, f"LFW at {root}")
 
 
+def index_ffhq(root: str | Path) -> pd.DataFrame:
+    """FFHQ real faces (Flickr portraits, any folder of ``*.png``/``*.jpg``, e.g. ``gan_faces/real/ffhq``): real
+    photos, one person per file (FFHQ has no identity labels; each file is its own group)."""
+    root = Path(root)
+    rows = [dict(path=str(f.resolve()), dataset="ffhq", media="image", label=0, method="real", compression="",
+                 group="ffhq:" + f.stem, split="") for f in _files(root, IMAGE_EXTS)]
+    return _frame(rows, f"FFHQ at {root}")
+
+
 INDEXERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc, "dfdc_faces": index_dfdc_faces,
-    "timit": index_timit, "folder": index_folder, "utkface": index_utkface, "lfw": index_lfw,
+    "timit": index_timit, "folder": index_folder, "utkface": index_utkface, "lfw": index_lfw, "ffhq": index_ffhq,
 }
-PHOTO_SETS = ("utkface", "lfw")  # real-only photo sets: reported apart, never pooled into a headline
+PHOTO_SETS = ("utkface", "lfw", "ffhq")  # real-only photo sets: reported apart, never pooled into a headline
 
 
 def index_dataset(kind: str, root: str | Path) -> pd.DataFrame:
