@@ -5,6 +5,9 @@ import streamlit as st
 from dashboard import detect, loaders, samples, settings
 
 st.title("Detect deepfakes")
+if problem := settings.limits_problem():
+    st.error(problem)
+    st.stop()
 det = loaders.detector()
 st.caption(detect.SCORE_NOTE)
 with st.expander(f"Model in use: {det.card.backbone} ({'trained' if det.trained else 'UNTRAINED'})"):
@@ -31,11 +34,8 @@ if c1.toggle("Custom threshold", key="custom_threshold", help=f"The model's thre
              f"({det.card.threshold_policy or 'set on validation'}). Change it to trade false alarms for detections."):
     threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 3)), 0.001,
                           format="%.3f")
-frames = c2.slider("Frames sampled per video", 4, 64, int(det.spec.frames), 4,
-                   help=f"The model was evaluated with {det.spec.frames} frames per video (its crop contract).")
-strategy = c3.selectbox("Video aggregation", ["max_mean", "mean", "confident"],
-                        help="max_mean: max over faces in a frame, mean over frames. confident: the DFDC winner's "
-                             "strategy (mean of confident fakes if many, else of confident reals, else all).")
+frames = detect.frames_slider(c2, det)
+strategy = detect.strategy_select(c3)
 
 if data is not None:
     if len(data) == 0:

@@ -1,19 +1,22 @@
 import streamlit as st
 
-from dashboard import loaders, own_test_set, settings
+from dashboard import detect, loaders, own_test_set, settings
 
 st.title("Your test set")
 st.markdown("Score your own labelled files: a **zip** (or, on a local install, a **folder**) with a `real/` and a "
             "`fake/` subfolder of images and videos, at any depth. The app runs the engine over every file and "
             "shows ROC, precision-recall, the confusion matrix at the threshold and every file's score.")
 st.caption(own_test_set.caps_note())
+if problem := settings.limits_problem():
+    st.error(problem)
+    st.stop()
 det = loaders.detector()
 st.caption(f"Model: {det.describe()}")
 
 src = st.radio("Test set", ["Upload a zip", "A folder on this machine"], horizontal=True, key="own_src")
 c1, c2 = st.columns(2)
-frames = c1.slider("Frames sampled per video", 4, 64, 16, 4, key="own_frames")
-strategy = c2.selectbox("Video aggregation", ["max_mean", "mean", "confident"], key="own_strategy")
+frames = detect.frames_slider(c1, det, key="own_frames")
+strategy = detect.strategy_select(c2, key="own_strategy")
 source = key = None
 if src == "Upload a zip":
     up = st.file_uploader("Zip with real/ and fake/", type=["zip"], key="own_zip")

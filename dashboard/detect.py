@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import charts, overlays
 from model.api import CSV_COLUMNS, Result
 from model.media import IMAGE_EXTS, VIDEO_EXTS
-from model.video import downscale
+from model.video import DEFAULT_STRATEGY, STRATEGIES, downscale
 
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTS | VIDEO_EXTS)
 SCORE_NOTE = "Score = P(fake), the model's probability that a face is manipulated, from 0 (real) to 1 (fake)."
@@ -20,12 +20,28 @@ DISPLAY_SIDE = 1280  # what a session keeps of the image / key frame (longer sid
 MAX_SHOWN_FACES = 12
 
 
-def analyze_upload(det, name: str, data: bytes, frames: int | None, strategy: str, progress=None) -> Result:
+def analyze_upload(det, name: str, data: bytes, frames: int | None = None, strategy: str = DEFAULT_STRATEGY,
+                   progress=None) -> Result:
     """Analyse uploaded bytes. The type comes from the content; images are decoded from memory, videos pass
     through a private temp folder that is always removed (``model.uploads``); decoding runs in a limited
-    child process and waits for one of the server's analysis slots (``model.limits``)."""
+    child process and waits for one of the server's analysis slots (``model.limits``). ``frames`` defaults to the
+    model card's crop contract, as everywhere."""
     safe_name = Path(name).name or "upload"
     return det.analyze(data, frames=frames, strategy=strategy, progress=progress, display_name=safe_name)
+
+
+def frames_slider(col, det, **kw) -> int:
+    """Frames per video, starting at the model card's crop contract (what its threshold was fitted with)."""
+    return col.slider("Frames sampled per video", 4, 64, int(det.spec.frames), 4,
+                      help=f"The model was evaluated with {det.spec.frames} frames per video (its crop contract).",
+                      **kw)
+
+
+def strategy_select(col, **kw) -> str:
+    """Video aggregation, starting at the engine's default (``model.video.DEFAULT_STRATEGY``)."""
+    return col.selectbox("Video aggregation", list(STRATEGIES), index=STRATEGIES.index(DEFAULT_STRATEGY),
+                         help="max_mean: max over faces in a frame, mean over frames. confident: the DFDC winner's "
+                              "strategy (mean of confident fakes if many, else of confident reals, else all).", **kw)
 
 
 def compact(res: Result, max_side: int = DISPLAY_SIDE) -> Result:

@@ -30,8 +30,9 @@ def resolve_folder(user_path: str):
     return p
 
 
-def run_test_set(det, source, key: str, frames: int, strategy: str) -> dict | None:
-    """Open, score and clean up; the per-file table (no images) is kept in session state under ``key``."""
+def run_test_set(det, source, key: str, frames: int | None = None, strategy: str | None = None) -> dict | None:
+    """Open, score and clean up; the per-file table (no images) is kept in session state under ``key``.
+    ``frames`` and ``strategy`` default to the engine's (``testset.score``)."""
     state = st.session_state.get(STATE)
     if state and state.get("key") == key:
         return state
@@ -56,7 +57,7 @@ def run_test_set(det, source, key: str, frames: int, strategy: str) -> dict | No
     return state
 
 
-def source_key(name: str, data_or_path, frames: int, strategy: str, model: str) -> str:
+def source_key(name: str, data_or_path, frames: int | None, strategy: str | None, model: str) -> str:
     h = hashlib.sha1(data_or_path if isinstance(data_or_path, bytes) else str(data_or_path).encode()).hexdigest()
     return f"{name}:{h}:{frames}:{strategy}:{model}"
 

@@ -84,6 +84,18 @@ def cache_root() -> Path:
     return Path(base).expanduser() / "deepfake-detect"
 
 
+def limits_problem() -> str | None:
+    """None when the analysis limits from the environment are valid; else one line naming the variable and what
+    it allows (the page shows it instead of analysing)."""
+    from model import limits
+
+    try:
+        limits.current()
+    except ValueError as e:
+        return f"The server's analysis limits are misconfigured: {e}. Fix the environment variable and restart."
+    return None
+
+
 def limits_note() -> str:
     """The analysis limits, in a sentence for the upload screen."""
     from model import limits

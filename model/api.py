@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model import isolation, limits, media, video
+from model import isolation, limits, media, results, video
 from model.crops import CropSpec, image_faces
 from model.faces import Face
 from model.media import MediaError
@@ -135,12 +135,53 @@ class Result:
         return json.dumps(self.to_dict(), **kw)
 
     def csv_row(self) -> dict[str, Any]:
-        return {"path": self.path, "kind": self.kind, "faces": self.faces,
-                "score": "" if self.score is None else f"{self.score:.6f}", "label": self.label,
-                "error": " ".join(self.error.split()), "note": " ".join(self.note.split())}
+        """The CSV columns (``model.results.COLUMNS``) of this result."""
+        return results.csv_row({"path": self.path, "kind": self.kind, "faces": self.faces, "score": self.score,
+                                "label": self.label, "error": self.error, "note": self.note})
 
 
-CSV_COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note")
+CSV_COLUMNS = results.COLUMNS
+
+
+class _VideoScan:
+    """What ``Detector.analyze_video`` accumulates while frames stream: frame results, face tracks (only each
+    track's best crop is kept), per-frame raw scores, the key frame (the highest-scoring face's) and timings."""
+
+    def __init__(self, res: Result):
+        self.res = res
+        self.fps = 25.0
+        self.timings = {"decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}
+        self.linker = video.TrackLinker()
+        self.track_best: dict[int, FaceResult] = {}
+        self.raw_frames: list[list[float]] = []
+        self.key: np.ndarray | None = None
+        self.best = -1.0
+
+    def add_chunk(self, det: "Detector", chunk, per_frame: list[list[Face]], raw: np.ndarray) -> None:
+        scores = iter(raw)
+        for (idx, frame), faces in zip(chunk, per_frame):
+            frs = [self._add_face(det._face_result(f, float(next(scores)), frame=idx, track=tid), frame)
+                   for f, tid in zip(faces, self.linker.add([f.box for f in faces]))]
+            self.raw_frames.append([f.raw_score for f in frs])
+            self.res.frames.append(FrameResult(index=idx, time_s=idx / self.fps, faces=frs))
+
+    def _add_face(self, fr: FaceResult, frame: np.ndarray) -> FaceResult:
+        prev = self.track_best.get(fr.track)
+        if prev is None or fr.raw_score > prev.raw_score:
+            if prev is not None:
+                prev.crop = None  # only each track's best crop is kept
+            self.track_best[fr.track] = fr
+        else:
+            fr.crop = None
+        if fr.raw_score > self.best:
+            self.best, self.key = fr.raw_score, frame
+        return fr
+
+
+def _video_info(info, sampled: int) -> dict[str, Any]:
+    return {"frame_count": info.frame_count, "fps": round(info.fps, 3), "width": info.width, "height": info.height,
+            "rotation": info.rotation, "duration_s": round(info.duration_s, 3), "sampled_frames": sampled,
+            "sequential": info.sequential, "analysed_s": info.analysed_s}
 
 
 # --------------------------------------------------------------------------- detector
@@ -253,7 +294,7 @@ class Detector:
                           raw_score=float(raw))
 
     # ---- videos
-    def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = "max_mean",
+    def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = video.DEFAULT_STRATEGY,
                       max_duration_s: float | None = None, progress: Callable[[float, str], None] | None = None,
                       detect_batch: int = 1, chunk_frames: int = 8) -> Result:
         """Frames stream from the decoder (a child process unless isolation is off), downscaled on arrival to the
@@ -262,86 +303,83 @@ class Detector:
         frames scored together, so memory does not grow with the frame count: the result keeps one key frame
         (the highest-scoring face's) and, per face track, the crop of its highest-scoring face.
         ``frames`` defaults to ``spec.frames``, ``max_duration_s`` to ``Limits.max_video_s``."""
-        res = self._base(str(path), "video")
-        res.strategy = strategy
         if strategy not in video.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
-        timings = {"decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}
-        fps, vx, key, best = 25.0, None, None, -1.0
-        linker = video.TrackLinker()
-        track_best: dict[int, FaceResult] = {}
-        raw_frames: list[list[float]] = []
+        res = self._base(str(path), "video")
+        res.strategy = strategy
         if progress:
             progress(0.0, "decoding frames")
+        scan = _VideoScan(res)
         try:
-            t0 = time.perf_counter()
-            with isolation.video_frames(path, n=frames or self.spec.frames, max_duration_s=max_duration_s,
-                                        max_side=self.spec.decode_max_side) as stream:
-                fps = stream.info.fps or 25.0
-                planned = max(stream.planned, 1)
-                timings["decode_s"] += time.perf_counter() - t0
-                for chunk in video.iter_batches(video.timed(stream, timings, "decode_s"), chunk_frames):
-                    if vx is None:
-                        res.height, res.width = chunk[0][1].shape[:2]
-                        vx = self.spec.video_extractor(min(res.height, res.width))
-                        key = chunk[0][1]
-                    t0 = time.perf_counter()
-                    per_frame = [faces for sub in video.iter_batches(chunk, detect_batch)
-                                 for faces in vx.detect_batch([f for _, f in sub])]
-                    t1 = time.perf_counter()
-                    raw = self.score_crops([f.crop for faces in per_frame for f in faces])
-                    timings["detect_s"] += t1 - t0
-                    timings["classify_s"] += time.perf_counter() - t1
-                    k = 0
-                    for (idx, frame), faces in zip(chunk, per_frame):
-                        frs = []
-                        for f, tid in zip(faces, linker.add([f.box for f in faces])):
-                            fr = self._face_result(f, float(raw[k]), frame=idx, track=tid)
-                            k += 1
-                            frs.append(fr)
-                            prev = track_best.get(tid)
-                            if prev is None or fr.raw_score > prev.raw_score:
-                                if prev is not None:
-                                    prev.crop = None  # only each track's best crop is kept
-                                track_best[tid] = fr
-                            else:
-                                fr.crop = None
-                            if fr.raw_score > best:
-                                best, key = fr.raw_score, frame
-                        raw_frames.append([f.raw_score for f in frs])
-                        res.frames.append(FrameResult(index=idx, time_s=idx / fps, faces=frs))
-                    if progress:
-                        progress(min(0.99, len(res.frames) / planned), f"analysing frames: {len(res.frames)}/{planned}")
-                info = stream.info
+            info = self._scan_video(path, scan, frames or self.spec.frames, max_duration_s, progress, detect_batch,
+                                    chunk_frames)
         except MediaError as e:
             res.error = str(e)
             res.frames = []
             return res
-        res.timings = timings
+        res.timings = scan.timings
         res.note = info.note()
-        res.video_info = {"frame_count": info.frame_count, "fps": round(info.fps, 3), "width": info.width,
-                          "height": info.height, "rotation": info.rotation, "duration_s": round(info.duration_s, 3),
-                          "sampled_frames": len(res.frames), "sequential": info.sequential,
-                          "analysed_s": info.analysed_s}
-        tracks: dict[int, list[tuple[int, float]]] = {}
-        for fr in res.frames:
-            for f in fr.faces:
-                tracks.setdefault(f.track, []).append((fr.index, f.raw_score))
-        for tid, items in sorted(tracks.items()):
-            ts = [s for _, s in items]
-            tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
-            res.tracks.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=[float(v) for v in self.calibrate(ts)],
-                                          score=float(tscore), label=self.label_for(tscore)))
-        res.raw_score = video.aggregate(raw_frames, strategy)
+        res.video_info = _video_info(info, len(res.frames))
+        res.tracks = self._track_results(res.frames, strategy)
+        res.raw_score = video.aggregate(scan.raw_frames, strategy)
         res.score = self.calibrate(res.raw_score)
         res.label = self.label_for(res.score)
-        res.image = key
+        res.image = scan.key
         if progress:
             progress(1.0, "done")
         return res
 
+    def _scan_video(self, path, scan: "_VideoScan", n: int, max_duration_s: float | None, progress,
+                    detect_batch: int, chunk_frames: int):
+        """Decode, detect and score the sampled frames chunk by chunk into ``scan`` -> the stream's VideoInfo."""
+        timings = scan.timings
+        t0 = time.perf_counter()
+        with isolation.video_frames(path, n=n, max_duration_s=max_duration_s,
+                                    max_side=self.spec.decode_max_side) as stream:
+            scan.fps = stream.info.fps or 25.0
+            planned = max(stream.planned, 1)
+            timings["decode_s"] += time.perf_counter() - t0
+            vx = None
+            for chunk in video.iter_batches(video.timed(stream, timings, "decode_s"), chunk_frames):
+                if vx is None:
+                    scan.res.height, scan.res.width = chunk[0][1].shape[:2]
+                    vx = self.spec.video_extractor(min(scan.res.height, scan.res.width))
+                    scan.key = chunk[0][1]
+                per_frame, raw = self._detect_and_score(vx, chunk, detect_batch, timings)
+                scan.add_chunk(self, chunk, per_frame, raw)
+                if progress:
+                    done = len(scan.res.frames)
+                    progress(min(0.99, done / planned), f"analysing frames: {done}/{planned}")
+            return stream.info
+
+    def _detect_and_score(self, vx, chunk, detect_batch: int, timings: dict[str, float]):
+        """Faces of each frame of ``chunk`` ((index, frame) pairs) and the raw scores of all their crops."""
+        t0 = time.perf_counter()
+        per_frame = [faces for sub in video.iter_batches(chunk, detect_batch)
+                     for faces in vx.detect_batch([f for _, f in sub])]
+        t1 = time.perf_counter()
+        raw = self.score_crops([f.crop for faces in per_frame for f in faces])
+        timings["detect_s"] += t1 - t0
+        timings["classify_s"] += time.perf_counter() - t1
+        return per_frame, raw
+
+    def _track_results(self, frames: list[FrameResult], strategy: str) -> list[TrackResult]:
+        """One TrackResult per face track: its frames, calibrated face scores and aggregated score."""
+        tracks: dict[int, list[tuple[int, float]]] = {}
+        for fr in frames:
+            for f in fr.faces:
+                tracks.setdefault(f.track, []).append((fr.index, f.raw_score))
+        out = []
+        for tid, items in sorted(tracks.items()):
+            ts = [s for _, s in items]
+            tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
+            out.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=[float(v) for v in self.calibrate(ts)],
+                                   score=float(tscore), label=self.label_for(tscore)))
+        return out
+
     # ---- dispatch
-    def analyze(self, path: str | os.PathLike | bytes, frames: int | None = None, strategy: str = "max_mean",
+    def analyze(self, path: str | os.PathLike | bytes, frames: int | None = None,
+                strategy: str = video.DEFAULT_STRATEGY,
                 progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
         """Analyse any file or in-memory upload; every user-input problem is returned in ``result.error``, never
         raised. The type comes from the content (magic bytes), not the name. Runs in one of the process-wide

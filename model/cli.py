@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 from model import media
+from model.video import DEFAULT_STRATEGY, STRATEGIES
 
+FRAMES_HELP = "frames sampled per video (default: the model card's crop contract, 32 for the bundled model)"
+STRATEGY_HELP = f"video aggregation (default {DEFAULT_STRATEGY}: max over faces per frame, mean over frames)"
 EPILOG = "Scores are P(fake) in [0, 1]; label is fake/real at the model's threshold, unknown without a face."
 
 
@@ -45,7 +47,7 @@ def _load_detector(model_dir: str | None):
 
 def cmd_predict(args) -> int:
     """Rows are written (and flushed) as each file finishes, and nothing of a file is kept after its row: memory
-    stays flat on folders of any size. CSV and JSON Lines stream; JSON is one array, valid once finished."""
+    stays flat on folders of any size. Both engines write full records through one writer (``model.results``)."""
     from model import limits
 
     previous = limits.current()
@@ -64,48 +66,43 @@ def _predict(args, limits) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.engine == "ray" or (args.output or "").endswith(".parquet"):
-        from model import batch  # detector actors on Ray / streamed Parquet rows
+    if args.engine == "ray":
+        from model import batch
 
-        return batch.run(args)
+        missing = batch.ray_missing("--engine ray", "ray.data")
+        if missing:
+            print(missing, file=sys.stderr)
+            return 2
     files = _expand(args.paths)
     if not files:
         print("error: no image or video files found", file=sys.stderr)
         return 2
-    det = _load_detector(args.model)
+    if args.engine == "ray":
+        if args.model and not (Path(args.model) / "detector.keras").is_file():
+            print(f"error: no detector.keras in {args.model}", file=sys.stderr)
+            return 2
+        records = batch.score_files(files, args.model or batch.default_model(), frames=args.frames,
+                                    strategy=args.strategy, workers=args.workers, address=args.address, limits=lim)
+    else:
+        records = _local_records(_load_detector(args.model), files, args)
     if not args.quiet:
         print(f"limits: {lim.describe()}", file=sys.stderr)
-    from model.api import CSV_COLUMNS
+    from model.results import ResultWriter
 
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    try:
-        writer = None
-        if args.format == "csv":
-            writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-            writer.writeheader()
-        elif args.format == "json":
-            out.write("[")
-        out.flush()
-        for i, f in enumerate(files, 1):
-            if not args.quiet:
-                print(f"[{i}/{len(files)}] {f}", file=sys.stderr, flush=True)
-            res = det.analyze(f, frames=args.frames, strategy=args.strategy)
-            if writer is not None:
-                writer.writerow(res.csv_row())
-            elif args.format == "jsonl":
-                out.write(json.dumps(res.to_dict()) + "\n")
-            else:
-                out.write(("\n" if i == 1 else ",\n") + json.dumps(res.to_dict(), indent=2))
-            out.flush()
-            del res
-        if args.format == "json":
-            out.write("\n]\n")
-    finally:
-        if args.output:
-            out.close()
-        else:
-            out.flush()
+    with ResultWriter(args.output, args.format) as w:
+        for i, rec in enumerate(records, 1):
+            w.write(rec)
+            if not args.quiet and args.engine == "ray" and (i % 100 == 0 or i == len(files)):
+                print(f"[{i}/{len(files)}] scored", file=sys.stderr, flush=True)
     return 0
+
+
+def _local_records(det, files: list[str], args):
+    """Full records, one file at a time (the Result itself is dropped once its record is made)."""
+    for i, f in enumerate(files, 1):
+        if not args.quiet:
+            print(f"[{i}/{len(files)}] {f}", file=sys.stderr, flush=True)
+        yield det.analyze(f, frames=args.frames, strategy=args.strategy).to_dict()
 
 
 def _method_file_tag(method: str) -> str:
@@ -223,8 +220,8 @@ def _add_research_commands(sub) -> None:
                        epilog=EPILOG)
     v.add_argument("folder", help="folder or .zip holding real/ and fake/ (images and videos, any depth)")
     v.add_argument("--model")
-    v.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
-    v.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean")
+    v.add_argument("--frames", type=int, default=None, help=FRAMES_HELP)
+    v.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY, help=STRATEGY_HELP)
     v.add_argument("--threshold", type=float, help="operating threshold (default: the model's)")
     v.add_argument("--output", help="write per-file scores (worst mistakes first) to this CSV")
     v.add_argument("--json", help="write the summary metrics to this JSON file")
@@ -240,11 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score images, videos and folders", epilog=EPILOG)
     p.add_argument("paths", nargs="+", help="image files, video files or folders (searched recursively)")
     p.add_argument("--model", help="model folder (default: $DEEPFAKE_MODEL or the bundled sample model)")
-    p.add_argument("--frames", type=int, default=None, help="frames sampled per video (default: the model card's crop spec, 32)")
-    p.add_argument("--strategy", choices=("max_mean", "mean", "confident"), default="max_mean",
-                   help="video aggregation (default max_mean: max over faces per frame, mean over frames)")
+    p.add_argument("--frames", type=int, default=None, help=FRAMES_HELP)
+    p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY, help=STRATEGY_HELP)
     p.add_argument("--format", choices=("csv", "jsonl", "json"), default="csv",
-                   help="csv and jsonl (one JSON object per line) are written as each file finishes; json is one array")
+                   help="csv (the seven columns) and jsonl (the full result, one JSON object per line) are written as "
+                        "each file finishes; json is one array of full results; an --output ending in .parquet "
+                        "writes the csv columns as Parquet")
     p.add_argument("--output", help="write results to this file instead of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument("--max-frame", metavar="WxH", help="refuse videos with larger frames, either orientation "
@@ -258,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-isolation", action="store_true",
                    help="decode in this process instead of a limited child process (trusted files only; faster)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="ray: score with a pool of detector actors on Ray (same rows; use with --output X.parquet)")
+                   help="ray: score with a pool of detector actors on Ray (same rows, same limits; needs Ray)")
     p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
     p.add_argument("--workers", type=int, help="with --engine ray: detector actors (default: one per CPU or GPU)")
     p.set_defaults(func=cmd_predict)
@@ -273,5 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "frames", 1) is not None and getattr(args, "frames", 1) < 1:
         print("error: --frames must be at least 1", file=sys.stderr)
+        return 2
+    from model import limits
+
+    try:
+        limits.Limits.from_env()  # a bad DEEPFAKE_* value: one line before any work
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return args.func(args)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import os
 import re
 import sys
@@ -82,20 +83,50 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ=None) -> "Limits":
+        """The defaults, changed by the ``DEEPFAKE_*`` variables that are set. A bad value raises ValueError with
+        one line naming the variable and what it allows."""
         env = os.environ if environ is None else environ
         kw = {}
-        casts = {"max_frame": parse_size, "max_video_s": float, "max_image_mp": float,
-                 "decode_mem_mb": int, "decode_timeout_s": float,
-                 "isolate": lambda v: v.strip().lower() not in ("0", "false", "no", "off"), "max_analyses": int}
         for field, var in ENV.items():
             v = env.get(var)
             if v is None or not v.strip():
                 continue
+            cast, allowed = _CASTS[field]
             try:
-                kw[field] = casts[field](v)
+                kw[field] = cast(v)
             except ValueError:
-                raise ValueError(f"bad value for {var}: {v!r}") from None
+                raise ValueError(f"bad value for {var}: {v.strip()!r} (allowed: {allowed})") from None
         return cls(**kw)
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def cast(text: str):
+        x = kind(text.strip())
+        if not (math.isfinite(x) and x > 0):
+            raise ValueError(text)
+        return x
+    return cast
+
+
+def _switch(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+# field -> (parser of the environment value, what is allowed, in words)
+_CASTS: dict[str, tuple[Callable[[str], object], str]] = {
+    "max_frame": (parse_size, "a frame size WxH such as 3840x2160, each side at least 16"),
+    "max_video_s": (_positive(float), "a number of seconds above 0, e.g. 600"),
+    "max_image_mp": (_positive(float), "a number of megapixels above 0, e.g. 40"),
+    "decode_mem_mb": (_positive(int), "a whole number of MB above 0, e.g. 768"),
+    "decode_timeout_s": (_positive(float), "a number of seconds above 0, e.g. 120"),
+    "isolate": (_switch, "1 or 0 (also true/false, yes/no, on/off)"),
+    "max_analyses": (_positive(int), "a whole number above 0, e.g. 1"),
+}
 
 
 _LOCK = threading.Lock()

@@ -29,6 +29,7 @@ from typing import IO, Any, Callable
 import numpy as np
 
 from model import media
+from model.video import DEFAULT_STRATEGY
 
 MAX_FILES = 2000
 MAX_BYTES = 4 * 1024**3  # total uncompressed
@@ -263,8 +264,10 @@ def open_test_set(source: str | os.PathLike | IO[bytes], max_files: int = MAX_FI
 COLUMNS = ("name", "label", "kind", "score", "faces", "error")
 
 
-def score(det, ts: TestSet, frames: int = 16, strategy: str = "max_mean", progress: Progress | None = None):
-    """Run the engine over every item; one row per item plus one per listed problem (score empty)."""
+def score(det, ts: TestSet, frames: int | None = None, strategy: str | None = None, progress: Progress | None = None):
+    """Run the engine over every item; one row per item plus one per listed problem (score empty). ``frames`` and
+    ``strategy`` default to the engine's (the model card's crop contract and ``video.DEFAULT_STRATEGY``), the
+    settings the model's threshold was fitted with."""
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
@@ -272,7 +275,7 @@ def score(det, ts: TestSet, frames: int = 16, strategy: str = "max_mean", progre
     for k, it in enumerate(ts.items):
         if progress:
             progress(k, n, f"analysing {it.name}")
-        res = det.analyze(it.path, frames=frames, strategy=strategy, display_name=it.name)
+        res = det.analyze(it.path, frames=frames, strategy=strategy or DEFAULT_STRATEGY, display_name=it.name)
         err = res.error or ("" if res.score is not None else "no face found")
         rows.append({"name": it.name, "label": "fake" if it.label else "real", "kind": res.kind,
                      "score": None if res.score is None else float(res.score), "faces": res.faces, "error": err})

@@ -22,6 +22,7 @@ import numpy as np
 from model.media import MediaError, check_file
 
 STRATEGIES = ("max_mean", "mean", "confident")
+DEFAULT_STRATEGY = "max_mean"  # every entry point's default (CLI, API, app, calibration, evaluation)
 
 
 # --------------------------------------------------------------------------- sampling and decoding
@@ -386,7 +387,7 @@ def confident_strategy(scores: Sequence[float], t: float = 0.8) -> float:
     return float(np.mean(p))
 
 
-def aggregate(frame_scores: Sequence[Sequence[float]], strategy: str = "max_mean") -> float | None:
+def aggregate(frame_scores: Sequence[Sequence[float]], strategy: str = DEFAULT_STRATEGY) -> float | None:
     """Video score from per-frame lists of face scores; None when no frame has a face."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")

@@ -162,3 +162,16 @@ def tiny_run(prepared, tmp_path_factory):
     evaluate.calibrate_run(run, progress=False)
     evaluate.evaluate_run(run, n_boot=50, progress=False)
     return run
+
+
+RAY_MISSING = 'needs Ray: pip install "ray[data,train]==2.60.0"'
+
+
+@pytest.fixture()
+def no_ray_env(tmp_path) -> dict:
+    """Environment for a subprocess in which ``import ray`` fails (a ``ray.py`` that raises ImportError first on
+    PYTHONPATH), as on a machine without Ray."""
+    shim = tmp_path / "no_ray"
+    shim.mkdir()
+    (shim / "ray.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), str(REPO)]), "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -7,6 +7,8 @@ import pickle
 import sys
 from pathlib import Path
 
+from model.batch import ray_missing
+
 
 def cmd_index(a) -> int:
     from training import datasets
@@ -22,6 +24,9 @@ def cmd_index(a) -> int:
 
 
 def cmd_prepare(a) -> int:
+    if a.engine == "ray" and (missing := ray_missing("--engine ray", "ray.data")):
+        print(missing, file=sys.stderr)
+        return 2
     import pandas as pd
 
     from model.crops import CropSpec
@@ -51,6 +56,10 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_train(a) -> int:
+    if (a.workers > 1 or a.address) and (missing := ray_missing(
+            f"--workers {a.workers}" if a.workers > 1 else "--address", "ray.train")):
+        print(missing, file=sys.stderr)
+        return 2
     from training import train
 
     if a.workers > 1 or a.address:

@@ -231,12 +231,3 @@ def merge_index(root: str | os.PathLike) -> "tuple[object, object]":
     errors = pd.concat(errs, ignore_index=True) if errs else pd.DataFrame(columns=["video", "error"])
     write_bytes(root, "errors.csv", errors.to_csv(index=False).encode())
     return crops, errors
-
-
-def is_sharded(folder: str | os.PathLike) -> bool:
-    import json
-
-    try:
-        return json.loads(read_bytes(folder, "prepare.json")).get("format") == "shards"
-    except (FileNotFoundError, OSError, ValueError):
-        return False

@@ -194,3 +194,20 @@ def test_detect_bundled_video_sample_shows_timeline(app_env):
     assert _metric(at, "Face tracks") == "1"
     assert at.get("plotly_chart"), "no per-track timeline"
     assert any("face track" in str(df.value.columns.tolist()) for df in at.dataframe)
+
+
+@pytest.mark.parametrize("page", ["app_pages/detect.py", "app_pages/own_test_set.py"])
+def test_bad_limit_variable_is_one_error_not_a_traceback(monkeypatch, tiny_model_dir, page):
+    from model import limits
+
+    monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("DEEPFAKE_MAX_FRAME", "bogus")
+    monkeypatch.setattr(limits, "_CURRENT", None)  # read the environment again, as a fresh server does
+    monkeypatch.chdir(REPO)
+    at = _app()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    [err] = [e.value for e in at.error]
+    assert "bad value for DEEPFAKE_MAX_FRAME: 'bogus' (allowed: a frame size WxH such as 3840x2160" in err
+    assert "\n" not in err and not at.file_uploader

@@ -175,3 +175,32 @@ def test_no_isolation_gives_the_same_scores(tiny_model_dir, face_video, astronau
     inproc = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["score"] for r in isolated] == [r["score"] for r in inproc]
     assert [r["faces"] for r in isolated] == [r["faces"] for r in inproc] != [0, 0]
+
+
+def test_engine_ray_without_ray_is_one_line(no_ray_env, astronaut_png):
+    from tests.conftest import RAY_MISSING
+
+    r = subprocess.run([sys.executable, "-m", "model", "predict", str(astronaut_png), "--engine", "ray"],
+                       cwd=REPO, env=no_ray_env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [f"error: --engine ray {RAY_MISSING}"]
+
+
+@pytest.mark.parametrize("var,value,allowed", [
+    ("DEEPFAKE_MAX_FRAME", "bogus", "a frame size WxH such as 3840x2160, each side at least 16"),
+    ("DEEPFAKE_MAX_VIDEO_S", "-5", "a number of seconds above 0"),
+    ("DEEPFAKE_MAX_IMAGE_MP", "nan", "a number of megapixels above 0"),
+    ("DEEPFAKE_DECODE_MEM_MB", "1.5", "a whole number of MB above 0"),
+    ("DEEPFAKE_DECODE_TIMEOUT_S", "soon", "a number of seconds above 0"),
+    ("DEEPFAKE_ISOLATE", "maybe", "1 or 0"),
+    ("DEEPFAKE_MAX_ANALYSES", "0", "a whole number above 0"),
+])
+def test_bad_environment_value_is_one_line(monkeypatch, capsys, tiny_model_dir, astronaut_png, var, value, allowed):
+    monkeypatch.setenv(var, value)
+    for argv in (["predict", str(astronaut_png), "--model", str(tiny_model_dir)],
+                 ["evaluate", str(astronaut_png.parent)], ["info", "--model", str(tiny_model_dir)]):
+        assert main(argv) == 2
+        out = capsys.readouterr()
+        assert out.out == ""
+        [line] = out.err.splitlines()
+        assert line.startswith(f"error: bad value for {var}: {value!r} (allowed: {allowed}")

@@ -51,3 +51,19 @@ def test_hostile_or_corrupt_pth_is_a_one_line_error(tmp_path, capsys):
     assert main(["convert-lite0", "--pth", str(junk), "--out", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["prepare", "folder=/nowhere", "--out", "o", "--engine", "ray"], "--engine ray"),
+    (["train", "configs/none.toml", "--workers", "2"], "--workers 2"),
+])
+def test_ray_commands_without_ray_are_one_line(no_ray_env, argv, flag):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, RAY_MISSING
+
+    r = subprocess.run([sys.executable, "-m", "training", *argv], cwd=REPO, env=no_ray_env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [f"error: {flag} {RAY_MISSING}"]
