@@ -167,7 +167,7 @@ class Config(BaseModel):
     name: str = Field(
         "experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         json_schema_extra={"expect": "a name of letters, digits, '.', '_' and '-'"},
-        description="Run name: the run folder is runs/<name>.")
+        description="Run name: the run folder is `runs/<name>`.")
     seed: int = Field(0, ge=0, description="Seed of the splits, the sample streams, augmentation and initialisation.")
     description: str = Field("", description="Free text shown with the run.")
     model: ModelCfg = Field(default_factory=ModelCfg, description="The network.")
@@ -365,8 +365,6 @@ REFERENCE_END = "<!-- config-reference:end -->"
 
 
 def _toml(v: Any) -> str:
-    if v is None:
-        return "(omitted)"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -384,7 +382,8 @@ def _rows(model: type[BaseModel], section: str):
     for key, field in model.model_fields.items():
         if key in SECTIONS and model is Config:
             continue
-        default = "required" if field.is_required() else f"`{_toml(field.get_default(call_default_factory=True))}`"
+        value = None if field.is_required() else field.get_default(call_default_factory=True)
+        default = "required" if field.is_required() else "omitted" if value is None else f"`{_toml(value)}`"
         typ = expectation(field).removeprefix("an ").removeprefix("a ")
         yield f"| {section} | `{key}` | {_cell(typ)} | {default} | {_cell(field.description or '')} |"
 
