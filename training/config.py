@@ -250,10 +250,10 @@ def _without_legacy(d: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- one-line errors
 def _one_line(e: ValidationError, d: dict[str, Any]) -> str:
-    """The first error (in schema order) as one line starting with its key; the others are counted."""
+    """The first error (in schema order) as one line starting with its key; the other wrong keys are named."""
     errs = e.errors()
     line = _error_line(errs[0], d)
-    more = sorted({".".join(str(p) for p in err["loc"][:2]) for err in errs[1:]} - {_key_of(errs[0])})
+    more = sorted({_key_of(err) for err in errs[1:]} - {_key_of(errs[0])})
     return line + (f" (also wrong: {', '.join(more)})" if more else "")
 
 
