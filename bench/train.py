@@ -9,7 +9,6 @@ skimage portraits, jittered) so it runs on a fresh clone. Prints both rates and 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -64,12 +63,13 @@ def main() -> int:
     from training import train as tr
 
     cfg = cm.load(a.config)
-    cfg.train = dataclasses.replace(cfg.train, batch_size=a.batch)
+    cfg.train.batch_size = a.batch  # checked on assignment
     tmp = tempfile.TemporaryDirectory()
     if not all(tr.resolve(p).joinpath("crops.csv").is_file() for p in cfg.data.prepared):
         print("prepared data not found: using a synthetic prepared set")
-        cfg.data = dataclasses.replace(cfg.data, prepared=[str(synthetic_prepared(Path(tmp.name) / "p", size=cfg.model.input_size))],
-                                       val_groups=[], test_groups=[])
+        cfg.data = cfg.data.model_copy(update=dict(
+            prepared=[str(synthetic_prepared(Path(tmp.name) / "p", size=cfg.model.input_size))], val_groups=[],
+            test_groups=[]))
     df = tr.load_table(cfg)
     ds = tr.build_train_dataset(df, cfg, cfg.seed)
     # the same images, materialised in memory

