@@ -63,10 +63,10 @@ def actor_resources(workers: int | None) -> tuple[int, float]:
 class _Scorer:
     """One per actor: the detector (Keras model + MTCNN) is loaded once, then scores a batch of files."""
 
-    def __init__(self, model_dir: str | None, frames: int | None, strategy: str):
+    def __init__(self, model_dir: str, frames: int | None, strategy: str):
         from model.api import Detector
 
-        self.det = Detector.load(model_dir) if model_dir else Detector.untrained()
+        self.det = Detector.load(model_dir)
         self.frames, self.strategy = frames, strategy
 
     def __call__(self, batch: dict) -> dict:
@@ -81,9 +81,11 @@ def score_files(files: list[str], model_dir: str | None, frames: int | None = No
     """Rows (``api.CSV_COLUMNS``) for ``files``, in order, scored by a pool of detector actors on Ray."""
     import ray
 
+    from model.api import require_model_dir
+
+    model_dir = str(require_model_dir(model_dir).resolve())  # checked on the driver: actors never load a missing model
     connect(address, num_cpus=workers)
     n, gpu = actor_resources(workers)
-    model_dir = str(Path(model_dir).resolve()) if model_dir else None
     batch_size = max(1, min(batch_size, -(-len(files) // n)))  # small inputs still reach every actor
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(-(-len(files) // batch_size), 100_000)))
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_dir": model_dir, "frames": frames, "strategy": strategy},
@@ -178,16 +180,20 @@ def run(args) -> int:
     if not files:
         print("error: no image or video files found", file=sys.stderr)
         return 2
-    if args.model and not (Path(args.model) / "detector.keras").is_file():
-        print(f"error: no detector.keras in {args.model}", file=sys.stderr)
+    from model.api import ModelNotFound, require_model_dir
+
+    try:
+        model_dir = require_model_dir(args.model)
+    except ModelNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if getattr(args, "engine", "local") == "ray":
-        rows = score_files(files, args.model or _default_model(), frames=args.frames, strategy=args.strategy,
+        rows = score_files(files, str(model_dir), frames=args.frames, strategy=args.strategy,
                            workers=getattr(args, "workers", None), address=getattr(args, "address", None))
     else:
         from model.cli import _load_detector
 
-        det = _load_detector(args.model)
+        det = _load_detector(str(model_dir))
         rows = (det.analyze(f, frames=args.frames, strategy=args.strategy).csv_row() for f in files)
     w = RowWriter(args.output, args.format)
     try:
@@ -201,12 +207,3 @@ def run(args) -> int:
     w.close()
     return 0
 
-
-def _default_model() -> str | None:
-    from model.api import default_model_dir
-
-    d = default_model_dir()
-    if (d / "detector.keras").is_file():
-        return str(d)
-    print(f"warning: no bundled model at {d}; using an UNTRAINED network", file=sys.stderr)
-    return None
