@@ -55,7 +55,7 @@ class DataCfg:
     max_val_per_dataset: int = 400  # cap validation crops per dataset and label (keeps validation fast)
     val_datasets: list[str] = dataclasses.field(default_factory=list)  # datasets used for validation (empty: all)
     # Manipulation methods (crops.csv ``method``, e.g. "NeuralTextures") whose FAKE files are dropped from the
-    # TRAIN split only (validation and test keep them): leave-one-method-out runs (``python -m training lomo``).
+    # TRAIN split only (validation and test keep them): leave-one-method-out runs (``python -m research lomo``).
     exclude_methods: list[str] = dataclasses.field(default_factory=list)
     # Datasets whose crops are dropped from the TRAIN split only (validation and test keep them): leave-one-
     # dataset-out runs, e.g. train without DFDC and test on DFDC's test split. Keep them out of val_datasets too,

@@ -23,14 +23,14 @@ python -m training train configs/sample_scratch.toml --run-dir runs/sample-scrat
 for run in sample cand-lite1 cand-nosbi cand-lite0-160 sample-scratch; do
   python -m training calibrate "runs/$run" --policy youden
 done
-python scripts/model_tables.py --candidates runs/sample runs/cand-lite1 runs/cand-nosbi runs/cand-lite0-160 runs/sample-scratch
+python -m research.model_tables --candidates runs/sample runs/cand-lite1 runs/cand-nosbi runs/cand-lite0-160 runs/sample-scratch
 # the chosen model (rule: highest validation file AUC; within 0.02 the cheaper network) is evaluated once on test.
 # UTKFace was never trained on: the whole set is a held-out audit of false alarms by gender and race
 python -m training evaluate runs/sample --audit utkface="$DATA/utkface" --max-photos 1500
-python scripts/model_tables.py runs/sample
+python -m research.model_tables runs/sample
 # evidence for the README: leave-one-method-out over FF++'s four methods, learning curve by training identities,
 # faithfulness of the explanation methods
-python -m training lomo configs/sample.toml --out runs/_lomo --epochs 3 --steps 100
-python -m training lomo configs/cand_nosbi.toml --out runs/_lomo_nosbi --epochs 3 --steps 100
-python -m training learning-curve configs/sample.toml --per-video 8
+python -m research lomo configs/sample.toml --out runs/_lomo --epochs 3 --steps 100
+python -m research lomo configs/cand_nosbi.toml --out runs/_lomo_nosbi --epochs 3 --steps 100
+python -m research learning-curve configs/sample.toml --per-video 8
 python -m training explain-eval runs/sample

@@ -1,4 +1,4 @@
-"""``python -m training learning-curve``: linear probe on frozen features vs number of training identity groups."""
+"""``python -m research learning-curve``: linear probe on frozen features vs number of training identity groups."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import learning_curve as lc
+from research import learning_curve as lc
 
 
 def synthetic(n_train: int = 32, n_val: int = 16, d: int = 16, crops: int = 4, seed: int = 0):
@@ -85,7 +85,7 @@ def _stats(files):
 
 
 def test_cli_end_to_end_with_feature_cache(prepared, tmp_path, monkeypatch, capsys):
-    from training.cli import main
+    from research.cli import main
 
     out_dir = prepared[0]
     cfg = tmp_path / "lc.toml"
