@@ -103,6 +103,7 @@ def _wheel_sources(project: dict, dest: Path) -> Path:
     the checkout: the build leaves nothing in it and no stale build/ folder can leak into the wheel."""
     st = project["tool"]["setuptools"]
     folders = {p.split(".")[0] for p in st["packages"]} | set(st.get("package-dir", {}).values())
+    dest.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt"):
         shutil.copy2(REPO / name, dest / name)
     for f in sorted(folders):
