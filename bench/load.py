@@ -19,18 +19,16 @@ import argparse
 import asyncio
 import importlib.util
 import os
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
+from dashboard.launch import CHROMIUM, serve
+
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 BOMB_ERROR = "over the 3840x2160 limit"
 
 
@@ -57,12 +55,6 @@ def make_inputs(folder: Path, bomb: bool) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- server and memory
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _children(pid: int) -> list[int]:
     kids = []
     for d in Path("/proc").iterdir():
@@ -114,27 +106,6 @@ class MemorySampler(threading.Thread):
     def stop(self):
         self._halt.set()
         self.join(5)
-
-
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen, str, object]:
-    port = free_port()
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env={**os.environ, **env},
-                            stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    t0 = time.time()
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                return proc, url, log
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() - t0 > 180:
-            log.seek(0)
-            raise RuntimeError(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
-        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -227,24 +198,18 @@ def main() -> int:
         env = {"DEEPFAKE_DATA": str(Path(tmp) / "no_data"), "DEEPFAKE_CACHE": str(Path(tmp) / "cache")}
         if a.max_analyses:
             env["DEEPFAKE_MAX_ANALYSES"] = str(a.max_analyses)
-        proc, url, log = start_server(env)
-        sampler = MemorySampler(proc.pid)
-        sampler.start()
-        try:
-            idle_kb = _status_kb(proc.pid, "VmRSS")
-            t0 = time.perf_counter()
-            results = asyncio.run(run_sessions(url, a.sessions, inputs, int(a.timeout * 1000)))
-            wall = time.perf_counter() - t0
-            alive = proc.poll() is None
-            hwm_kb = _status_kb(proc.pid, "VmHWM")
-        finally:
-            sampler.stop()
-            proc.terminate()
+        with serve(env) as server:
+            sampler = MemorySampler(server.proc.pid)
+            sampler.start()
             try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
+                idle_kb = _status_kb(server.proc.pid, "VmRSS")
+                t0 = time.perf_counter()
+                results = asyncio.run(run_sessions(server.url, a.sessions, inputs, int(a.timeout * 1000)))
+                wall = time.perf_counter() - t0
+                alive = server.proc.poll() is None
+                hwm_kb = _status_kb(server.proc.pid, "VmHWM")
+            finally:
+                sampler.stop()
     load = os.getloadavg()
     print(f"sessions: {a.sessions}{' + 1 uploading the 8K file' if a.bomb else ''}; analyses at once: "
           f"{a.max_analyses or os.environ.get('DEEPFAKE_MAX_ANALYSES') or 'default'}; cpus: {os.cpu_count()}; "

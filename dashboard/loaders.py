@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import runs
-from model.api import default_model_dir
+from model.api import ModelNotFound, require_model_dir
 
 
 def _stamp(d: Path) -> tuple:
@@ -22,8 +22,7 @@ def _get_detector(model_dir: str, stamp: tuple):
 
     sweep_stale_once()  # upload folders left by a killed server process
 
-    d = Path(model_dir)
-    det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
+    det = Detector.load(model_dir)
     get_mtcnn()
     return det
 
@@ -33,7 +32,14 @@ def get_detector(model_dir: str):
 
 
 def detector():
-    return get_detector(str(default_model_dir()))
+    """The model of the Detect/About/own-test-set pages ($DEEPFAKE_MODEL, else the bundled model). Without one the
+    page shows one error line and stops: it never scores with an untrained network."""
+    try:
+        d = require_model_dir()
+    except ModelNotFound as e:
+        st.error(f"No model to analyse with: {e}.")
+        st.stop()
+    return get_detector(str(d))
 
 
 def run_detector(run: Path):

@@ -27,13 +27,33 @@ from model.faces import Face
 from model.media import MediaError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_MODEL = REPO_ROOT / "runs" / "sample" / "model"
 MODEL_ENV = "DEEPFAKE_MODEL"
+
+
+# The bundled sample model: runs/sample/model in a source checkout (and an editable install). A wheel ships the
+# same two files as the package data model/bundled/ (pyproject.toml maps that folder into the package).
+_PACKAGED_MODEL = Path(__file__).resolve().parent / "bundled"
+BUNDLED_MODEL = (_PACKAGED_MODEL if (_PACKAGED_MODEL / "detector.keras").is_file()
+                 else REPO_ROOT / "runs" / "sample" / "model")
+
+
+class ModelNotFound(FileNotFoundError):
+    """No detector.keras where the model is expected; the message is one line for the user."""
 
 
 def default_model_dir() -> Path:
     env = os.environ.get(MODEL_ENV)
     return Path(env).expanduser() if env else BUNDLED_MODEL
+
+
+def require_model_dir(directory: str | os.PathLike | None = None) -> Path:
+    """The model folder to load (``directory``, else ``$DEEPFAKE_MODEL``, else the bundled model), or
+    ModelNotFound naming where it looked: no caller falls back to an untrained network."""
+    d = Path(directory).expanduser() if directory else default_model_dir()
+    if (d / "detector.keras").is_file():
+        return d
+    source = "--model" if directory else f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else "the bundled model"
+    raise ModelNotFound(f"no detector.keras in {d} ({source}); pass --model FOLDER or set {MODEL_ENV}")
 
 
 # --------------------------------------------------------------------------- results
@@ -211,13 +231,13 @@ class Detector:
     def load(cls, directory: str | os.PathLike | None = None, **spec_overrides) -> "Detector":
         """Load a saved model folder (``detector.keras`` + ``model_card.json``) with safe_mode.
 
-        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model. The face-crop
-        contract comes from the model card; ``spec_overrides`` (e.g. ``min_confidence=0.8``) change
-        detection settings for this session only.
+        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model; ModelNotFound when the
+        folder has no detector.keras. The face-crop contract comes from the model card; ``spec_overrides``
+        (e.g. ``min_confidence=0.8``) change detection settings for this session only.
         """
         from model.network import load_detector
 
-        d = Path(directory) if directory else default_model_dir()
+        d = require_model_dir(directory)
         model, card = load_detector(d)
         spec = card.spec().replace(**spec_overrides) if spec_overrides else None
         return cls(model, card, spec, name=str(d))

@@ -82,13 +82,13 @@ class _Scorer:
     scores a batch of files into full records (``Result.to_dict()``, as JSON text: nested and per-kind fields do
     not fit one Arrow schema)."""
 
-    def __init__(self, model_dir: str | None, frames: int | None, strategy: str, limits=None):
+    def __init__(self, model_dir: str, frames: int | None, strategy: str, limits=None):
         from model import limits as limits_mod
         from model.api import Detector
 
         if limits is not None:
             limits_mod.configure(limits)
-        self.det = Detector.load(model_dir) if model_dir else Detector.untrained()
+        self.det = Detector.load(model_dir)
         self.frames, self.strategy = frames, strategy
 
     def __call__(self, batch: dict) -> dict:
@@ -104,12 +104,13 @@ def score_files(files: list[str], model_dir: str | None, frames: int | None = No
     import ray
 
     from model import limits as limits_mod
+    from model.api import require_model_dir
     from model.video import DEFAULT_STRATEGY
 
     limits = limits or limits_mod.current()
+    model_dir = str(require_model_dir(model_dir).resolve())  # checked on the driver: actors never load a missing model
     connect(address, num_cpus=workers)
     n, gpu = actor_resources(workers)
-    model_dir = str(Path(model_dir).absolute()) if model_dir else None
     batch_size = max(1, min(batch_size, -(-len(files) // n)))  # small inputs still reach every actor
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(-(-len(files) // batch_size), 100_000)))
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_dir": model_dir, "frames": frames,
@@ -120,12 +121,3 @@ def score_files(files: list[str], model_dir: str | None, frames: int | None = No
         yield json.loads(row["record"])
 
 
-def default_model() -> str | None:
-    """The model folder actors load when ``--model`` is not given (None: an untrained network, with a warning)."""
-    from model.api import default_model_dir
-
-    d = default_model_dir()
-    if (d / "detector.keras").is_file():
-        return str(d)
-    print(f"warning: no bundled model at {d}; using an UNTRAINED network", file=sys.stderr)
-    return None

@@ -29,16 +29,14 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _load_detector(model_dir: str | None):
-    from model.api import Detector, default_model_dir
+    """The detector of ``--model``, else ``$DEEPFAKE_MODEL``, else the bundled model; without one the command
+    stops with one line (it never scores with an untrained network)."""
+    from model.api import Detector, ModelNotFound
 
-    d = Path(model_dir) if model_dir else default_model_dir()
-    if (d / "detector.keras").is_file():
-        det = Detector.load(d)
-    elif model_dir:
-        raise SystemExit(f"error: no detector.keras in {d}")
-    else:
-        print(f"warning: no bundled model at {d}; using an UNTRAINED network", file=sys.stderr)
-        det = Detector.untrained()
+    try:
+        det = Detector.load(model_dir)
+    except ModelNotFound as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"using {det.describe()}", file=sys.stderr)
     if not det.trained:
         print("warning: this model is untrained: labels are 'unknown' and scores are not a verdict", file=sys.stderr)
@@ -81,7 +79,7 @@ def _predict(args, limits) -> int:
         if args.model and not (Path(args.model) / "detector.keras").is_file():
             print(f"error: no detector.keras in {args.model}", file=sys.stderr)
             return 2
-        records = batch.score_files(files, args.model or batch.default_model(), frames=args.frames,
+        records = batch.score_files(files, args.model, frames=args.frames,
                                     strategy=args.strategy, workers=args.workers, address=args.address, limits=lim)
     else:
         records = _local_records(_load_detector(args.model), files, args)

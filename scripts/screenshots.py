@@ -2,69 +2,24 @@
 
     python scripts/screenshots.py            # writes docs/screenshots/<page>.png for the README
 
-Used by the end-to-end browser test too (``serve`` and ``browser``). Screenshots are taken with
+The server is started by ``dashboard.launch.serve``; the browser helpers here (``browser``, ``wait_idle``,
+``upload``) are used by the end-to-end browser test too. Screenshots are taken with
 DEEPFAKE_DATA pointing at an empty folder, so no dataset image (research-only material) can appear.
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+from dashboard.launch import CHROMIUM, serve  # noqa: E402
+
+UPLOADER = "[data-testid='stFileUploaderDropzoneInput']"
 PAGES = {"detect": "", "dataset": "dataset", "training": "training", "evaluation": "evaluation",
          "misclassified": "misclassified", "own_test_set": "own_test_set", "about": "about"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(env: dict[str, str] | None = None, timeout: float = 120.0):
-    """Run ``streamlit run streamlit_app.py`` on a free local port; yields the base URL."""
-    port = free_port()
-    e = {**os.environ, **(env or {})}
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=REPO, env=e, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.time()
-        while True:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read().strip() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() - t0 > timeout:
-                log.seek(0)
-                raise RuntimeError(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.5)
-        yield url
-        try:
-            hwm = next(line for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if line.startswith("VmHWM"))
-            print(f"streamlit server peak memory: {hwm.split(':')[1].strip()}", file=sys.stderr)
-        except (OSError, StopIteration):
-            pass
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @contextlib.contextmanager
@@ -87,10 +42,17 @@ def wait_idle(page, timeout_ms: int = 180_000) -> None:
     page.wait_for_timeout(1500)
 
 
+def upload(page, file: Path, timeout_ms: int = 180_000) -> None:
+    """Put ``file`` into the page's uploader, waiting up to ``timeout_ms`` for it: on a fresh server it appears
+    only once the detector and MTCNN have loaded, often later than Playwright's default 30 s on a busy machine."""
+    page.wait_for_selector(UPLOADER, state="attached", timeout=timeout_ms)
+    page.set_input_files(UPLOADER, str(file), timeout=timeout_ms)
+
+
 def upload_and_read_verdict(page, url: str, file: Path, timeout_ms: int = 180_000) -> str:
     page.goto(url)
     wait_idle(page, timeout_ms)
-    page.set_input_files("[data-testid='stFileUploaderDropzoneInput']", str(file))
+    upload(page, file, timeout_ms)
     page.get_by_text("Score P(fake)").wait_for(timeout=timeout_ms)
     wait_idle(page, timeout_ms)
     return page.locator("[data-testid='stMetric']").first.inner_text()
@@ -123,7 +85,8 @@ def main() -> int:
     only = set(ap.parse_args().only or PAGES)
     out = REPO / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as empty, serve({"DEEPFAKE_DATA": empty}) as url, browser() as b:
+    with tempfile.TemporaryDirectory() as empty, serve({"DEEPFAKE_DATA": empty}) as server, browser() as b:
+        url = server.url
         page = b.new_page(viewport={"width": 1400, "height": 2200})
         from dashboard.samples import SAMPLES, get_sample
 
@@ -139,7 +102,7 @@ def main() -> int:
             page.goto(f"{url}/{slug}")
             wait_idle(page)
             if name == "own_test_set":
-                page.set_input_files("[data-testid='stFileUploaderDropzoneInput']", str(demo_test_set(Path(empty))))
+                upload(page, demo_test_set(Path(empty)))
                 wait_idle(page)
                 page.get_by_role("button", name="Score the test set").click()
                 page.get_by_text("Files scored", exact=True).wait_for(timeout=300_000)

@@ -2,7 +2,7 @@
 
 Data: ``index`` (a dataset's layout -> index CSV), ``identity`` (face-identity groups -> index CSV), ``prepare``
 (face crops). Training: ``train``, ``calibrate``, ``config-reference`` (the config keys as a Markdown table).
-Evaluation: ``evaluate``, ``audit``, ``explain-eval``, ``learning-curve``, ``lomo``. Weights: ``convert-lite``,
+Evaluation: ``evaluate``, ``audit``, ``explain-eval`` (experiments: ``python -m research``). Weights: ``convert-lite``,
 ``convert-lite0``.
 
 Only the standard library is imported here, so ``--help`` is instant: each command imports what it needs
@@ -17,10 +17,9 @@ import pickle
 import sys
 from pathlib import Path
 
-# copies of training.datasets.INDEXERS, model.explain.METHODS, training.lomo.FFPP_METHODS, model.lite_convert.VARIANTS
+# copies of training.datasets.INDEXERS, model.explain.METHODS, model.lite_convert.VARIANTS
 INDEX_KINDS = ("ffpp", "dfd", "celebdf", "dfdc", "dfdc_faces", "timit", "folder", "utkface", "lfw", "ffhq")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
-LOMO_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 LITE_VARIANTS = ("lite0", "lite1", "lite2")
 
 
@@ -123,36 +122,6 @@ def cmd_explain_eval(a) -> int:
     out = explain_eval.explain_eval(a.run, methods, faces=a.faces, steps=a.steps, fill=a.fill, seed=a.seed)
     print(explain_eval.format_table(out))
     print(f"-> {a.run}/evaluation/{explain_eval.EVAL_JSON}")
-    return 0
-
-
-def cmd_learning_curve(a) -> int:
-    from training import learning_curve
-
-    s = learning_curve.run(a.config, out=a.out, ns=a.n, repeats=a.repeats, per_video=a.per_video, C=a.C,
-                           seed=a.seed, threads=a.threads)
-    print(f"learning curve ({s['method']})")
-    print(f"train groups {len(s['train_groups'])} ({s['n_train_files_all']} files, {s['n_train_crops_all']} crops); "
-          f"validation {s['n_val_files']} files ({s['n_val_files_fake']} fake) / {s['n_val_crops']} crops "
-          f"from {len(s['val_groups'])} groups; {s['per_video'] or 'all'} crops per file at most")
-    print(learning_curve.format_table(s["curve"]))
-    print(f"-> {s['out']}/{learning_curve.CSV}, {learning_curve.JSON} ({s['seconds']:.0f} s)")
-    return 0
-
-
-def cmd_lomo(a) -> int:
-    from training import lomo
-
-    r = lomo.lomo(a.config, a.out, methods=a.methods, epochs=a.epochs, steps=a.steps, splits=a.splits,
-                  n_boot=a.bootstrap)
-    print(f"leave-one-method-out on the {'+'.join(a.splits)} split (AUC [95 % CI, identity-group bootstrap]; "
-          f"scored with each fold's last epoch)\n")
-    print(r["table"])
-    print()
-    print(r["file_table"])
-    print("\n" + "; ".join(f"{f}: {i['epochs']}x{i['steps']} steps, {i['train_minutes']} min"
-                           for f, i in r["folds"].items()))
-    print(f"-> {r['csv']}")
     return 0
 
 
@@ -271,27 +240,6 @@ def _evaluation_commands(sub) -> None:
     p.add_argument("--fill", choices=("mean", "blur"), default="mean")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_explain_eval)
-    p = sub.add_parser("learning-curve", help="validation AUC vs number of training identity groups "
-                                              "(linear probe on frozen backbone features; cheap on a CPU)")
-    p.add_argument("config")
-    p.add_argument("--out", default="runs/_learning_curve", help="output folder (feature cache, CSV, JSON)")
-    p.add_argument("--n", type=int, nargs="+", help="identity-group counts (default 2, 4, 8, ... and all)")
-    p.add_argument("--repeats", type=int, default=5, help="seeded draws of groups per n (one draw when n = all)")
-    p.add_argument("--per-video", type=int, default=8, help="crops per file at most, evenly spaced (0: all)")
-    p.add_argument("--C", type=float, default=1.0, help="inverse L2 strength of the logistic regression")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="TensorFlow CPU threads for feature extraction (0: default)")
-    p.set_defaults(func=cmd_learning_curve)
-    p = sub.add_parser("lomo", help="leave-one-method-out: train without each FF++ method in turn, AUC on it")
-    p.add_argument("config")
-    p.add_argument("--out", default="runs/_lomo", help="output folder (one run per fold, lomo.csv)")
-    p.add_argument("--epochs", type=int, help="epochs per fold (default: the config's)")
-    p.add_argument("--steps", type=int, help="steps per epoch (default: the config's)")
-    p.add_argument("--methods", nargs="+", default=list(LOMO_METHODS), help="methods to hold out (default: FF++'s four)")
-    p.add_argument("--splits", nargs="+", choices=("val", "test"), default=["val"],
-                   help="splits scored (default val; test adds the test groups)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
-    p.set_defaults(func=cmd_lomo)
 
 
 def _weights_commands(sub) -> None:

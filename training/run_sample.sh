@@ -24,3 +24,5 @@ python -m training evaluate runs/sample --audit utkface="$DATA/utkface" --max-ph
 for run in lodo-no-dfdc lodo-no-ffpp; do
   python -m training evaluate "runs/$run" --max-photos 300
 done
+# faithfulness of the explanation methods on the bundled model
+python -m training explain-eval runs/sample

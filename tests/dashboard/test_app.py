@@ -49,6 +49,18 @@ def test_every_page_renders_on_a_fresh_clone(monkeypatch, tmp_path):
         assert not at.exception, (page, at.exception)
 
 
+@pytest.mark.parametrize("page", ["app_pages/detect.py", "app_pages/about.py", "app_pages/own_test_set.py"])
+def test_missing_model_is_one_error_not_an_untrained_network(monkeypatch, tmp_path, page):
+    monkeypatch.setenv("DEEPFAKE_MODEL", str(tmp_path / "gone"))
+    monkeypatch.setenv("DEEPFAKE_DATA", str(tmp_path / "no_data"))
+    monkeypatch.chdir(REPO)
+    at = _app()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "no detector.keras in" in at.error[0].value, [e.value for e in at.error]
+    assert not at.file_uploader and not at.metric
+
+
 def _metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 

@@ -224,8 +224,7 @@ def test_misclassified_faces_recut_and_explained(monkeypatch, tiny_run, tiny_mod
     face can be explained."""
     from model import explain
 
-    if not explain.recut_available():
-        pytest.skip("model.crops.crop_from_source is not in this version")
+    assert explain.recut_available()
     monkeypatch.setenv("DEEPFAKE_RUNS", str(tiny_run.parent))
     monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(REPO)

@@ -93,6 +93,24 @@ def test_usage_errors_exit_nonzero(tiny_model_dir, tmp_path, capsys):
         main(["predict", "x.jpg", "--model", str(tmp_path / "no_model")])
 
 
+@pytest.mark.parametrize("args", [["info"], ["predict", "IMG"], ["predict", "IMG", "--output", "rows.parquet"]])
+def test_missing_model_is_refused_in_one_line(tmp_path, astronaut_png, monkeypatch, capsys, args):
+    """No model at $DEEPFAKE_MODEL: the command stops with one line naming the folder, never scores untrained."""
+    monkeypatch.setenv("DEEPFAKE_MODEL", str(tmp_path / "gone"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main([str(astronaut_png) if a == "IMG" else a for a in args])
+    except SystemExit as e:
+        code, msg = e.code, str(e.code)
+    else:
+        msg = capsys.readouterr().err
+    assert code not in (0, None)
+    lines = [ln for ln in msg.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "error: no detector.keras in" in lines[0], msg
+    assert str(tmp_path / "gone") in lines[0] and "DEEPFAKE_MODEL" in lines[0]
+    assert not (tmp_path / "rows.parquet").exists()
+
+
 def test_python_m_model_end_to_end(astronaut_png, tiny_model_dir):
     """The real command line in a subprocess: one CSV row for the public-domain astronaut photo."""
     r = subprocess.run([sys.executable, "-m", "model", "predict", str(astronaut_png), "--model", str(tiny_model_dir)],

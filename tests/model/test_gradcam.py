@@ -35,7 +35,6 @@ def test_normalize_and_overlay_pure_functions():
 
 def test_matches_tf_keras_vis_reference(tiny_detector, astronaut):
     """Our compiled GradientTape Grad-CAM agrees with tf-keras-vis' Gradcam + ReplaceToLinear."""
-    pytest.importorskip("tf_keras_vis", reason="tf-keras-vis not installed (requirements-dev.txt)")
     from tf_keras_vis.gradcam import Gradcam
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import BinaryScore

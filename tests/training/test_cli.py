@@ -85,11 +85,10 @@ def test_importing_the_cli_imports_no_heavy_library():
 def test_cli_choices_agree_with_their_sources():
     from model.explain import METHODS
     from model.lite_convert import VARIANTS
-    from training import cli, datasets, lomo
+    from training import cli, datasets
 
     assert cli.INDEX_KINDS == tuple(datasets.INDEXERS)
     assert cli.EXPLAIN_METHODS == tuple(METHODS)
-    assert cli.LOMO_METHODS == tuple(lomo.FFPP_METHODS)
     assert cli.LITE_VARIANTS == tuple(VARIANTS)
 
 

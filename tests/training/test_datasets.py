@@ -148,9 +148,8 @@ def test_celebdf_official_test_identities_leave_training(tmp_path):
     assert by["Celeb-synthesis/id2_id3_0000.mp4"] == "train"
 
 
-def test_dfdc_groups_by_part_and_119k_videos_split_fast():
-    import time
-
+def test_dfdc_groups_by_part_at_full_scale():
+    """DFDC's 119k videos split by part (the time it takes is measured by bench/train_index.py, not here)."""
     import numpy as np
 
     n = 119_000
@@ -159,10 +158,7 @@ def test_dfdc_groups_by_part_and_119k_videos_split_fast():
     df = pd.DataFrame({"path": [f"/d/dfdc_train_part_{p}/{i}.mp4" for i, p in zip(range(n), part)],
                        "dataset": "dfdc", "media": "video", "label": (np.arange(n) % 6 != 0).astype(int),
                        "group": [f"dfdc:dfdc_train_part_{p}" for p in part], "ids": "", "split": ""})
-    t0 = time.perf_counter()
     s = assign_splits(df, val=0.15, test=0.2, seed=0)
-    took = time.perf_counter() - t0
-    assert took < 10, f"assign_splits took {took:.1f} s on {n} videos"
     check_no_leak(s)
     assert s.groupby("group")["split"].nunique().max() == 1 and set(s["split"]) == {"train", "val", "test"}
 

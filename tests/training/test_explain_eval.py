@@ -12,13 +12,9 @@ from model import explain
 from tests.evaldata import write_v1_run, write_v2_run
 from training import explain_eval
 
-pytest.importorskip("tf_keras_vis", reason="tf-keras-vis not installed (requirements.txt)")
-
-
 @pytest.fixture(scope="module")
 def run_with_faces(tmp_path_factory, tiny_detector, tiny_model_dir, astronaut):
-    if not explain.recut_available(tiny_detector):
-        pytest.skip("model.crops.crop_from_source is not in this version")
+    assert explain.recut_available(tiny_detector)
     root = tmp_path_factory.mktemp("xeval")
     rows = []
     for i, img in enumerate((astronaut, astronaut[:, ::-1].copy())):

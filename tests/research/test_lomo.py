@@ -101,7 +101,8 @@ def test_old_run_without_new_config_key_still_resumes(two_methods, tmp_path):
 def test_fold_config_and_toml_roundtrip(tmp_path, two_methods):
     import tomllib
 
-    from training import config, lomo
+    from research import lomo
+    from training import config
 
     base = tomllib.loads(tiny_config(tmp_path, two_methods[0]).read_text())
     d = lomo.fold_config(base, "MethA", epochs=3, steps=7)
@@ -116,7 +117,7 @@ def test_fold_config_and_toml_roundtrip(tmp_path, two_methods):
 def test_group_bootstrap_metrics_by_hand():
     from sklearn.metrics import roc_auc_score
 
-    from training import lomo
+    from research import lomo
 
     rng = np.random.default_rng(0)
     rows = []
@@ -142,8 +143,9 @@ def test_group_bootstrap_metrics_by_hand():
 
 @pytest.mark.slow  # three tiny trainings: ~2-3 min on 2 shared cores
 def test_lomo_end_to_end(two_methods, tmp_path, capsys):
-    from training import lomo, train
-    from training.cli import main
+    from research import lomo
+    from research.cli import main
+    from training import train
 
     out, _ = two_methods
     cfg_p = tiny_config(tmp_path, out, epochs=1, steps_per_epoch=2)

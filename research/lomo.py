@@ -1,4 +1,4 @@
-"""Leave-one-method-out: ``python -m training lomo CONFIG [--out DIR] [--epochs N] [--steps N]``.
+"""Leave-one-method-out: ``python -m research lomo CONFIG [--out DIR] [--epochs N] [--steps N]``.
 
 How does the training recipe do on a manipulation it never trained on? For FaceForensics++'s four methods
 (Deepfakes, Face2Face, FaceSwap, NeuralTextures) this trains one run per FOLD into ``<out>/<fold>/``:
@@ -362,7 +362,7 @@ def lomo(config_path: str | Path, out_dir: str | Path, methods: Sequence[str] = 
     for fold in folds:
         d = fold_config(base, fold, epochs, steps)
         cfg_f = out / "configs" / f"{fold}.toml"
-        cfg_f.write_text(f"# derived by `python -m training lomo` from {config_path}\n" + to_toml(d))
+        cfg_f.write_text(f"# derived by `python -m research lomo` from {config_path}\n" + to_toml(d))
         run = out / fold
         t0 = time.time()
         was_done = fold_finished(run)
