@@ -13,15 +13,17 @@ into the model card.
 ``evaluate`` writes ``RUN/evaluation/`` (schema 2):
 
     metrics.json        headline (file-level AUC on the video datasets' test groups), slices by level (file|face),
-                        dataset, method and compression, photo sets apart; every metric with a 95 % bootstrap
-                        interval resampled by identity group
+                        dataset, method and compression, photo sets apart; every metric (``model.metrics``) with a
+                        95 % bootstrap interval resampled by identity group
     predictions.csv     file level: path, kind, dataset, method, compression, group, label, score, raw_score, faces, error
     face_predictions.csv  path, dataset, method, compression, group, label, frame, track, face, score, raw_score, x, y, w, h
     roc_{file,face}.csv, pr_{file,face}.csv   curves of the headline slice
     reliability.csv     level, stage (raw|calibrated), split (val|test), bin, mean_score, fraction_fake, count
-    audit.csv           held-out real photos: false-alarm rate by gender and race with intervals, score percentiles
+    audit.csv           held-out real photos: false-alarm rate by gender and race with intervals (resampled by
+                        person), score percentiles
     score_by_source.csv per-source score distribution (dataset, media, label)
 
+The model card's metrics are rewritten atomically (the headline, face AUC and photo false-alarm rates).
 Face-level labels are the file's label (a fake file's faces are fake): in FF++ every fake shows one face.
 """
 from __future__ import annotations
@@ -350,7 +352,8 @@ def _calibration_before_after(hv: pd.DataFrame, head: dict | None) -> dict:
 
 
 # --------------------------------------------------------------------------- evaluate: steps
-def choose_test_files(run: Path, index: pd.DataFrame, audit_sets: Sequence[str] = (), max_photos: int = 0) -> pd.DataFrame:
+def choose_test_files(run: Path, index: pd.DataFrame, audit_sets: Sequence[str] = (),
+                      max_photos: int = 0) -> pd.DataFrame:
     """The files to evaluate: the run's test split, plus every audit set (``KIND=ROOT``, real photos the run never
     used) whole; at most ``max_photos`` sampled files per photo set when given (seeded)."""
     from training.datasets import index_dataset

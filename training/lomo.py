@@ -47,14 +47,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from model import metrics
+from model import metrics as model_metrics  # (lomo.metrics is this module's own function)
 from training import config as config_mod
 
 log = logging.getLogger(__name__)
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 REFERENCE = "none"
 SCORES = "lomo_scores.csv"
-BOOTSTRAP = metrics.BOOTSTRAP
+BOOTSTRAP = model_metrics.BOOTSTRAP
 
 
 # --------------------------------------------------------------------------- configs
@@ -202,7 +202,7 @@ def _slices(scores: pd.DataFrame, method: str) -> tuple[pd.DataFrame, pd.DataFra
 
 def _ci(draws: list[float], n_boot: int) -> tuple[float | None, float | None]:
     """``model.metrics.interval`` as a (lo, hi) pair, (None, None) when there is no interval."""
-    ci = metrics.interval(draws, n_boot, digits=4)
+    ci = model_metrics.interval(draws, n_boot, digits=4)
     return (ci[0], ci[1]) if ci else (None, None)
 
 
@@ -230,14 +230,14 @@ def metrics(scores: dict[str, pd.DataFrame], methods: Sequence[str], n_boot: int
     def point(f, m, level, weight=None):
         y, p, g = arrays[(f, m, level)]
         if weight is not None:  # a bootstrap draw: every crop repeated as often as its group was drawn
-            idx = metrics.resample(weight, g)
+            idx = model_metrics.resample(weight, g)
             y, p = y[idx], p[idx]
-        a = metrics.auc(y, p)
+        a = model_metrics.auc(y, p)
         return np.nan if a is None else a
 
     keys = [(f, m, lv) for f in folds for m in methods for lv in ("crop", "file")]
     draws = {k: [] for k in keys}
-    for weight in metrics.group_draws(len(groups), n_boot, seed):  # one draw of the groups serves every slice
+    for weight in model_metrics.group_draws(len(groups), n_boot, seed):  # one draw of the groups serves every slice
         for k in keys:
             draws[k].append(point(*k, weight=weight))
     draws = {k: np.array(v, float) for k, v in draws.items()}
