@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from model.metrics import POINT_METRICS
+
 
 def list_runs(root: Path) -> list[Path]:
     """Run folders under root: those with a config.json (sorted by name)."""
@@ -99,7 +101,7 @@ def curves_from(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame] | None:
 SCHEMA = 2
 RERUN = "re-run `python -m training evaluate {run}`"
 LEVELS = ("file", "face")
-CI_METRICS = ("auc", "ap", "eer", "log_loss", "brier", "ece", "false_alarm_rate", "detection_rate")
+CI_METRICS = POINT_METRICS  # the metrics evaluate stores with a 95 % interval (<metric>_ci)
 
 
 def schema(m: dict | None) -> int:

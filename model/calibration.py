@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from model import metrics
+
 EPS = 1e-6
 METHODS = ("none", "platt", "isotonic")
 
@@ -97,12 +99,6 @@ def _fit_isotonic(y, p) -> Calibration:
 FITTERS = {"platt": _fit_platt, "isotonic": _fit_isotonic}
 
 
-def log_loss(y, p) -> float:
-    y = np.asarray(y, np.float64)
-    p = np.clip(np.asarray(p, np.float64), EPS, 1 - EPS)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
 def fit(y: Sequence[int], raw: Sequence[float], groups: Sequence[str] | None = None, methods=("platt", "isotonic"),
         folds: int = 5, seed: int = 0, fitted_on: str = "") -> Calibration:
     """Fit each method, choose by cross-validated log-loss over identity groups (an in-sample isotonic fit
@@ -118,7 +114,7 @@ def fit(y: Sequence[int], raw: Sequence[float], groups: Sequence[str] | None = N
     rng = np.random.default_rng(seed)
     fold_of = dict(zip(rng.permutation(ug), np.arange(len(ug)) % max(2, min(folds, len(ug)))))
     fid = np.array([fold_of[v] for v in g])
-    cv: dict[str, float] = {"none": log_loss(y, raw)}
+    cv: dict[str, float] = {"none": metrics.log_loss(y, raw, eps=EPS)}
     for m in methods:
         pred = np.full(len(y), np.nan)
         for k in np.unique(fid):
@@ -127,7 +123,7 @@ def fit(y: Sequence[int], raw: Sequence[float], groups: Sequence[str] | None = N
                 pred[te] = y[tr].mean() if tr.any() else 0.5
                 continue
             pred[te] = FITTERS[m](y[tr], raw[tr]).apply(raw[te])
-        cv[m] = log_loss(y, pred)
+        cv[m] = metrics.log_loss(y, pred, eps=EPS)
     best = min(cv, key=cv.get)
     cal = FITTERS[best](y, raw) if best != "none" else Calibration()
     cal.fitted_on = fitted_on

@@ -331,23 +331,25 @@ def evaluate_methods(det, crops: Sequence[np.ndarray], methods: Sequence[str], s
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per method: faces, mean deletion area (+ 95 % bootstrap interval over faces), mean seconds per face,
-    and the mean paired difference to the random map's area (negative = better than random)."""
+    """Per method: faces, mean deletion area (+ 95 % bootstrap interval over faces, ``model.metrics.bootstrap``
+    with each face its own group; [None, None] below two faces), mean seconds per face, and the mean paired
+    difference to the random map's area (negative = better than random)."""
+    from model import metrics
+
     by: dict[str, dict[int, dict]] = {}
     for r in rows:
         by.setdefault(r["method"], {})[int(r["face"])] = r
     rnd = by.get(RANDOM, {})
-    rng = np.random.default_rng(0)
     out = []
     for m in [*[k for k in by if k != RANDOM], *([RANDOM] if RANDOM in by else [])]:
         faces = sorted(by[m])
         areas = np.array([by[m][f]["area"] for f in faces], np.float64)
-        boots = [areas[rng.integers(0, len(areas), len(areas))].mean() for _ in range(1000)] if len(areas) > 1 else [areas.mean()]
+        ci = metrics.bootstrap(lambda _y, a: float(a.mean()), np.zeros(len(areas), int), areas, digits=6)
         diff = [by[m][f]["area"] - rnd[f]["area"] for f in faces if f in rnd]
         out.append({
             "method": m, "label": method_label(m), "faces": len(faces),
             "deletion_area": round(float(areas.mean()), 6),
-            "deletion_area_ci": [round(float(np.percentile(boots, 2.5)), 6), round(float(np.percentile(boots, 97.5)), 6)],
+            "deletion_area_ci": ci or [None, None],
             "minus_random": round(float(np.mean(diff)), 6) if diff and m != RANDOM else None,
             "seconds_per_face": round(float(np.mean([by[m][f]["seconds"] for f in faces])), 4),
             "mean_score": round(float(np.mean([by[m][f]["score"] for f in faces])), 6),

@@ -295,25 +295,26 @@ def by_error(table):
 
 
 def summary(table, threshold: float) -> dict[str, Any]:
-    """Metrics over the scored files (AUC/AP need both classes; null otherwise)."""
+    """Metrics over the scored files (``model.metrics``; AUC/AP need both classes, null otherwise)."""
     from sklearn import metrics as skm
+
+    from model import metrics
 
     t = table[table["score"].notna() & table["label"].isin(["real", "fake"])]
     y = (t["label"] == "fake").to_numpy(int)
     p = t["score"].to_numpy(float)
-    pred = (p >= threshold).astype(int)
-    tn, fp, fn, tp = (int(v) for v in skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()) if len(y) else (0, 0, 0, 0)
+    cm = metrics.confusion(y, p, threshold)
+    tn, fp, fn, tp = cm["tn"], cm["fp"], cm["fn"], cm["tp"]
     two = len(np.unique(y)) == 2
     out: dict[str, Any] = {
         "threshold": float(threshold), "n_files": int(len(table[table["label"].isin(["real", "fake"])])),
         "n_scored": int(len(t)), "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()),
         "n_problems": int(table["error"].astype(bool).sum()),
-        "auc": float(skm.roc_auc_score(y, p)) if two else None,
-        "ap": float(skm.average_precision_score(y, p)) if two else None,
+        "auc": metrics.auc(y, p), "ap": metrics.average_precision(y, p),
         "tn": tn, "fp": fp, "fn": fn, "tp": tp,
-        "accuracy": (tn + tp) / len(y) if len(y) else None,
-        "detection_rate": tp / (tp + fn) if tp + fn else None,
-        "false_alarm_rate": fp / (fp + tn) if fp + tn else None,
+        "accuracy": metrics.accuracy(y, p, threshold),
+        "detection_rate": metrics.detection_rate(y, p, threshold),
+        "false_alarm_rate": metrics.false_alarm_rate(y, p, threshold),
         "roc": None, "pr": None,
     }
     if two:

@@ -156,9 +156,11 @@ def default_ns(n_total: int) -> list[int]:
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+    """``model.metrics.auc``, nan (not None) without both classes: the curve's columns stay numeric."""
+    from model.metrics import auc
 
-    return float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else float("nan")
+    a = auc(y, p)
+    return float("nan") if a is None else a
 
 
 def fit_probe(x: np.ndarray, y: np.ndarray, C: float = 1.0, seed: int = 0):

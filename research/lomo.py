@@ -47,13 +47,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from model import metrics as model_metrics  # (lomo.metrics is this module's own function)
 from training import config as config_mod
 
 log = logging.getLogger(__name__)
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 REFERENCE = "none"
 SCORES = "lomo_scores.csv"
-BOOTSTRAP = 1000
+BOOTSTRAP = model_metrics.BOOTSTRAP
 
 
 # --------------------------------------------------------------------------- configs
@@ -200,10 +201,9 @@ def _slices(scores: pd.DataFrame, method: str) -> tuple[pd.DataFrame, pd.DataFra
 
 
 def _ci(draws: list[float], n_boot: int) -> tuple[float | None, float | None]:
-    d = [x for x in draws if x is not None and np.isfinite(x)]
-    if len(d) < max(20, n_boot // 4):
-        return None, None
-    return round(float(np.percentile(d, 2.5)), 4), round(float(np.percentile(d, 97.5)), 4)
+    """``model.metrics.interval`` as a (lo, hi) pair, (None, None) when there is no interval."""
+    ci = model_metrics.interval(draws, n_boot, digits=4)
+    return (ci[0], ci[1]) if ci else (None, None)
 
 
 def _r(v) -> float | None:
@@ -215,8 +215,6 @@ def metrics(scores: dict[str, pd.DataFrame], methods: Sequence[str], n_boot: int
     """Rows (fold, method) with crop/file AUC and group-bootstrap intervals; and the summary of means and deltas.
 
     ``scores``: fold -> scored table (same crops in every fold)."""
-    from training.evaluate import auc
-
     folds = list(scores)
     base = scores[folds[0]]
     groups = np.array(sorted(base["group"].astype(str).unique()))
@@ -232,16 +230,14 @@ def metrics(scores: dict[str, pd.DataFrame], methods: Sequence[str], n_boot: int
     def point(f, m, level, weight=None):
         y, p, g = arrays[(f, m, level)]
         if weight is not None:  # a bootstrap draw: every crop repeated as often as its group was drawn
-            w = weight[g]
-            y, p = np.repeat(y, w), np.repeat(p, w)
-        a = auc(y, p)
+            idx = model_metrics.resample(weight, g)
+            y, p = y[idx], p[idx]
+        a = model_metrics.auc(y, p)
         return np.nan if a is None else a
 
-    rng = np.random.default_rng(seed)
     keys = [(f, m, lv) for f in folds for m in methods for lv in ("crop", "file")]
     draws = {k: [] for k in keys}
-    for _ in range(n_boot if len(groups) > 1 else 0):
-        weight = np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups))
+    for weight in model_metrics.group_draws(len(groups), n_boot, seed):  # one draw of the groups serves every slice
         for k in keys:
             draws[k].append(point(*k, weight=weight))
     draws = {k: np.array(v, float) for k, v in draws.items()}

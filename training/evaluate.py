@@ -13,15 +13,17 @@ into the model card.
 ``evaluate`` writes ``RUN/evaluation/`` (schema 2):
 
     metrics.json        headline (file-level AUC on the video datasets' test groups), slices by level (file|face),
-                        dataset, method and compression, photo sets apart; every metric with a 95 % bootstrap
-                        interval resampled by identity group
+                        dataset, method and compression, photo sets apart; every metric (``model.metrics``) with a
+                        95 % bootstrap interval resampled by identity group
     predictions.csv     file level: path, kind, dataset, method, compression, group, label, score, raw_score, faces, error
     face_predictions.csv  path, dataset, method, compression, group, label, frame, track, face, score, raw_score, x, y, w, h
     roc_{file,face}.csv, pr_{file,face}.csv   curves of the headline slice
     reliability.csv     level, stage (raw|calibrated), split (val|test), bin, mean_score, fraction_fake, count
-    audit.csv           held-out real photos: false-alarm rate by gender and race with intervals, score percentiles
+    audit.csv           held-out real photos: false-alarm rate by gender and race with intervals (resampled by
+                        person), score percentiles
     score_by_source.csv per-source score distribution (dataset, media, label)
 
+The model card's metrics are rewritten atomically (the headline, face AUC and photo false-alarm rates).
 Face-level labels are the file's label (a fake file's faces are fake): in FF++ every fake shows one face.
 """
 from __future__ import annotations
@@ -33,10 +35,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from model import metrics
+from model.metrics import BOOTSTRAP, auc, ece, eer  # noqa: F401  (re-exported: importers of training.evaluate)
 from training import config as config_mod
 from training.datasets import PHOTO_SETS
 from training.train import REPO_ROOT, split_index
@@ -44,109 +49,34 @@ from training.train import REPO_ROOT, split_index
 GENDERS = {0: "male", 1: "female"}
 RACES = {0: "White", 1: "Black", 2: "Asian", 3: "Indian", 4: "Other"}
 SCHEMA = 2
-BOOTSTRAP = 1000
+POOLED = "video datasets"  # the headline slice: the validation video datasets pooled
 FILE_COLS = ["path", "kind", "dataset", "method", "compression", "group", "label", "score", "raw_score", "faces", "error"]
 FACE_COLS = ["path", "dataset", "method", "compression", "group", "label", "frame", "track", "face", "score",
              "raw_score", "x", "y", "w", "h"]
 
 
-# --------------------------------------------------------------------------- metrics
-def auc(y: np.ndarray, p: np.ndarray) -> float | None:
-    """ROC AUC by the Mann-Whitney rank statistic (ties count half)."""
-    from scipy.stats import rankdata
-
-    y = np.asarray(y, int)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    if n1 == 0 or n0 == 0:
-        return None
-    r = rankdata(p)
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def eer(y, p) -> float | None:
-    from sklearn.metrics import roc_curve
-
-    if len(np.unique(y)) < 2:
-        return None
-    fpr, tpr, _ = roc_curve(y, p)
-    fnr = 1 - tpr
-    i = int(np.nanargmin(np.abs(fnr - fpr)))
-    return float((fpr[i] + fnr[i]) / 2)
-
-
-def ece(y, p, bins: int = 10) -> float:
-    """Expected calibration error: bin-size-weighted |mean score - fraction fake| over 10 equal-width bins."""
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    tot = 0.0
-    for b in np.unique(idx):
-        m = idx == b
-        tot += m.sum() * abs(p[m].mean() - y[m].mean())
-    return float(tot / len(y)) if len(y) else float("nan")
-
-
-def _point_metrics(y, p, thr: float) -> dict:
-    from sklearn.metrics import average_precision_score
-
-    y = np.asarray(y, int)
-    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
-    two = len(np.unique(y)) == 2
-    pred = p >= thr
-    reals, fakes = y == 0, y == 1
-    return {
-        "auc": auc(y, p) if two else None,
-        "ap": float(average_precision_score(y, p)) if two else None,
-        "eer": eer(y, p) if two else None,
-        "log_loss": float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-        "brier": float(np.mean((p - y) ** 2)),
-        "ece": ece(y, p),
-        "false_alarm_rate": float(pred[reals].mean()) if reals.any() else None,
-        "detection_rate": float(pred[fakes].mean()) if fakes.any() else None,
-    }
-
-
-def bootstrap(y, p, groups, thr: float, n: int = BOOTSTRAP, seed: int = 0) -> dict[str, list[float] | None]:
-    """95 % percentile intervals of every metric, resampling identity GROUPS with replacement."""
-    y, p, groups = np.asarray(y, int), np.asarray(p, np.float64), np.asarray(groups).astype(str)
-    ug, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == k) for k in range(len(ug))]
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[float]] = {}
-    for _ in range(n if len(ug) > 1 else 0):
-        pick = rng.integers(0, len(ug), len(ug))
-        idx = np.concatenate([members[k] for k in pick])
-        for k, v in _point_metrics(y[idx], p[idx], thr).items():
-            if v is not None:
-                draws.setdefault(k, []).append(v)
-    out = {}
-    for k in ("auc", "ap", "eer", "log_loss", "brier", "ece", "false_alarm_rate", "detection_rate"):
-        d = draws.get(k, [])
-        out[f"{k}_ci"] = ([round(float(np.percentile(d, 2.5)), 4), round(float(np.percentile(d, 97.5)), 4)]
-                          if len(d) >= max(20, n // 4) else None)
-    return out
-
-
+# --------------------------------------------------------------------------- metrics (model.metrics)
 def slice_metrics(df: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP, **tags) -> dict:
+    """One slice (columns label, score, group): counts, ``model.metrics.point_metrics`` at ``thr`` with their 95 %
+    intervals over identity groups (``<metric>_ci``), accuracy and the confusion counts; ``tags`` lead the row."""
     y, p = df["label"].to_numpy(int), df["score"].to_numpy(float)
-    pm = _point_metrics(y, p, thr)
-    pred = p >= thr
     d = {**tags, "n": int(len(df)), "n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()),
          "n_groups": int(df["group"].nunique())}
-    d.update({k: (None if v is None else round(float(v), 4)) for k, v in pm.items()})
-    d.update(bootstrap(y, p, df["group"].to_numpy(), thr, n=n_boot))
-    d.update(accuracy=round(float((pred == (y == 1)).mean()), 4) if len(y) else None,
-             tn=int(((~pred) & (y == 0)).sum()), fp=int((pred & (y == 0)).sum()),
-             fn=int(((~pred) & (y == 1)).sum()), tp=int((pred & (y == 1)).sum()))
+    d.update({k: (None if v is None else round(float(v), 4)) for k, v in metrics.point_metrics(y, p, thr).items()})
+    ci = metrics.bootstrap(lambda yy, pp: metrics.point_metrics(yy, pp, thr), y, p, df["group"].to_numpy(), n=n_boot,
+                           digits=4)
+    d.update({f"{k}_ci": ci[k] for k in metrics.POINT_METRICS})
+    acc = metrics.accuracy(y, p, thr)
+    d.update(accuracy=None if acc is None else round(acc, 4), **metrics.confusion(y, p, thr))
     return d
 
 
 def reliability(y, p, bins: int = 10) -> pd.DataFrame:
-    y, p = np.asarray(y, np.float64), np.asarray(p, np.float64)
-    idx = np.minimum((p * bins).astype(int), bins - 1)
-    rows = [{"bin": b, "mean_score": round(float(p[idx == b].mean()), 5), "fraction_fake": round(float(y[idx == b].mean()), 5),
-             "count": int((idx == b).sum())} for b in range(bins) if (idx == b).any()]
-    return pd.DataFrame(rows, columns=["bin", "mean_score", "fraction_fake", "count"])
+    """Reliability table: ``model.metrics.calibration_bins`` rounded (bin, mean_score, fraction_fake, count)."""
+    b = metrics.calibration_bins(y, p, bins)
+    return pd.DataFrame({"bin": b["bin"].astype(int), "mean_score": np.round(b["mean_score"], 5),
+                         "fraction_fake": np.round(b["fraction_fake"], 5), "count": b["count"]},
+                        columns=["bin", "mean_score", "fraction_fake", "count"])
 
 
 # --------------------------------------------------------------------------- engine analysis (cached)
@@ -285,24 +215,29 @@ def calibrate_run(run: str | Path, policy: str = "youden", target_fpr: float = 0
     # the model-selection number: file-level AUC on the validation files, through the engine (as users run it)
     y, raw = ok["label"].to_numpy(int), ok["raw_score"].to_numpy(float)
     val_auc = auc(y, raw)
-    val_ci = bootstrap(y, raw, ok["group"].to_numpy(), 0.5)["auc_ci"]
+    val_ci = metrics.bootstrap(auc, y, raw, ok["group"].to_numpy(), digits=4)
     card.setdefault("metrics", {})["val_file_auc"] = None if val_auc is None else round(float(val_auc), 4)
     card["metrics"]["val_file_auc_ci"] = val_ci
     card["threshold"] = round(float(thr), 6)
     card["threshold_policy"] = f"{policy}: {what}, on calibrated validation file scores (n={len(ok)})"
     card["notes"] = "P(fake) is calibrated on validation files; run `python -m training evaluate RUN` for test numbers"
-    tmp = card_f.with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, card_f)
+    _atomic_json(card, card_f)
     return {"threshold": thr, "calibration": cal.to_dict(), "policy": card["threshold_policy"],
             "val_file_auc": card["metrics"]["val_file_auc"], "val_file_auc_ci": val_ci,
             "n_val_files": int(len(ok)), "skipped": int(len(ft) - len(ok))}
 
 
-# --------------------------------------------------------------------------- evaluate
+# --------------------------------------------------------------------------- evaluate: writing
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _atomic_json(obj, path: Path) -> None:
+    """Write ``obj`` as JSON beside ``path`` and move it into place (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
 
 
@@ -317,6 +252,7 @@ def _curves(out: Path, tag: str, y, p) -> None:
     pd.DataFrame({"precision": prec, "recall": rec, "threshold": np.append(thr2, 1.0)}).to_csv(out / f"pr_{tag}.csv", index=False)
 
 
+# --------------------------------------------------------------------------- evaluate: analysis
 def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_boot: int) -> list[dict]:
     """Slices by level, dataset, method and compression. The pooled "video datasets" slice (the headline) covers
     ``vds``; every other non-photo dataset of the test split gets its own slices too (a dataset held out of
@@ -326,7 +262,7 @@ def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_bo
         t = t[~t["dataset"].isin(PHOTO_SETS)]
         if t.empty:
             continue
-        pooled = [("video datasets", t[t["dataset"].isin(vds)])] if t["dataset"].isin(vds).any() else []
+        pooled = [(POOLED, t[t["dataset"].isin(vds)])] if t["dataset"].isin(vds).any() else []
         for dname, d in pooled + [(x, t[t["dataset"] == x]) for x in sorted(t["dataset"].unique())]:
             for comp in ["all"] + sorted(c for c in d["compression"].astype(str).unique() if c):
                 dc = d if comp == "all" else d[d["compression"].astype(str) == comp]
@@ -340,10 +276,24 @@ def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_bo
     return out
 
 
+def _pooled(slices: list[dict], level: str) -> dict | None:
+    """The pooled video-dataset slice of ``level`` over all methods and compressions (file level: the headline)."""
+    return next((s for s in slices if s["level"] == level and s["dataset"] == POOLED and s["method"] == "all"
+                 and s["compression"] == "all"), None)
+
+
+def _photo_slices(scored: pd.DataFrame, thr: float, n_boot: int) -> list[dict]:
+    """One file-level slice per photo set (never pooled with the videos or with each other)."""
+    return [slice_metrics(g, thr, n_boot, level="file", dataset=d, method="real", compression="all")
+            for d, g in scored[scored["dataset"].isin(PHOTO_SETS)].groupby("dataset")]
+
+
 def audit(ft: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP) -> pd.DataFrame:
     """Held-out real photos: false-alarm rate at the threshold by gender and race (with a 95 % bootstrap interval
-    over files) and score percentiles -- a 0 % rate far below the threshold says nothing, the percentiles show it.
-    Photo sets are never pooled: one row per set, and gender/race rows (from UTKFace's file names) per attribute."""
+    over PEOPLE: ``model.metrics.bootstrap`` resamples the identity ``group`` column -- LFW's group is the person,
+    a UTKFace file is its own group; files when the table has no group column) and score percentiles -- a 0 % rate
+    far below the threshold says nothing, the percentiles show it. Photo sets are never pooled: one row per set,
+    and gender/race rows (from UTKFace's file names) per attribute. A row of one person has no interval (empty)."""
     reals = ft[(ft["label"] == 0) & ft["dataset"].isin(PHOTO_SETS) & ft["score"].notna()]
     rows = []
     groups = []
@@ -353,17 +303,16 @@ def audit(ft: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP) -> pd.DataFrame
             groups += [(attr, name, reals[a == code]) for code, name in names.items()]
     for ds in sorted(reals["dataset"].unique()):
         groups.append(("dataset", ds, reals[reals["dataset"] == ds]))
-    rng = np.random.default_rng(0)
     for attr, name, g in groups:
         if g.empty:
             continue
-        s = g["score"].to_numpy(float)
-        fa = s >= thr
-        boots = [fa[rng.integers(0, len(fa), len(fa))].mean() for _ in range(n_boot)]
-        rows.append({"attribute": attr, "group": name, "n": len(g), "false_alarms": int(fa.sum()),
-                     "false_alarm_rate": round(float(fa.mean()), 4),
-                     "false_alarm_rate_ci_lo": round(float(np.percentile(boots, 2.5)), 4),
-                     "false_alarm_rate_ci_hi": round(float(np.percentile(boots, 97.5)), 4),
+        y, s = g["label"].to_numpy(int), g["score"].to_numpy(float)
+        rate = metrics.false_alarm_rate(y, s, thr)
+        ci = metrics.bootstrap(lambda yy, pp: metrics.false_alarm_rate(yy, pp, thr), y, s,
+                               g["group"].to_numpy() if "group" in g else None, n=n_boot, digits=4)
+        rows.append({"attribute": attr, "group": name, "n": len(g), "false_alarms": int((s >= thr).sum()),
+                     "false_alarm_rate": round(rate, 4),
+                     "false_alarm_rate_ci_lo": ci[0] if ci else None, "false_alarm_rate_ci_hi": ci[1] if ci else None,
                      "score_p50": round(float(np.percentile(s, 50)), 4), "score_p90": round(float(np.percentile(s, 90)), 4),
                      "score_p99": round(float(np.percentile(s, 99)), 4)})
     return pd.DataFrame(rows, columns=["attribute", "group", "n", "false_alarms", "false_alarm_rate",
@@ -371,19 +320,44 @@ def audit(ft: pd.DataFrame, thr: float, n_boot: int = BOOTSTRAP) -> pd.DataFrame
                                        "score_p99"])
 
 
-def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True, max_photos: int = 0,
-                 audit_sets: list[str] = ()) -> str:
-    """Analyse the run's test files through the engine and write ``RUN/evaluation/``; returns a summary.
+def _score_by_source(scored: pd.DataFrame) -> pd.DataFrame:
+    """Score percentiles per (dataset, media, label)."""
+    src = (scored.assign(media=scored["kind"]).groupby(["dataset", "media", "label"])["score"]
+           .describe(percentiles=[0.1, 0.25, 0.5, 0.75, 0.9]).reset_index())
+    src = src.rename(columns={"count": "n", "10%": "p10", "25%": "p25", "50%": "p50", "75%": "p75", "90%": "p90"})
+    return src[["dataset", "media", "label", "n", "p10", "p25", "p50", "p75", "p90"]].round(4)
 
-    ``audit_sets``: extra real photo sets the run never trained on (``KIND=ROOT``, e.g. ``utkface=../data/utkface``),
-    evaluated whole as held-out photo sets (false alarms by group; never pooled into the headline).
-    """
-    from model.network import CARD_FILE
+
+def _reliability_table(parts: list[tuple[str, str, pd.DataFrame]], cal) -> pd.DataFrame | None:
+    """Reliability bins of raw and calibrated scores for each (split, level, table with raw_score and label)."""
+    rel = []
+    for split, level, t in parts:
+        if t.empty:
+            continue
+        raw = t["raw_score"].to_numpy(float)
+        for stage, p in (("raw", raw), ("calibrated", cal.apply(raw))):
+            r = reliability(t["label"], p)
+            r.insert(0, "split", split), r.insert(0, "stage", stage), r.insert(0, "level", level)
+            rel.append(r)
+    return pd.concat(rel, ignore_index=True) if rel else None
+
+
+def _calibration_before_after(hv: pd.DataFrame, head: dict | None) -> dict:
+    """ECE and Brier of the headline test files, raw scores against calibrated ones ({} without a headline)."""
+    if not head:
+        return {}
+    raw, y = hv["raw_score"].to_numpy(float), hv["label"].to_numpy(int)
+    return {"raw": {"ece": round(metrics.ece(y, raw), 4), "brier": round(metrics.brier(y, raw), 4)},
+            "calibrated": {"ece": head["ece"], "brier": head["brier"]}}
+
+
+# --------------------------------------------------------------------------- evaluate: steps
+def choose_test_files(run: Path, index: pd.DataFrame, audit_sets: Sequence[str] = (),
+                      max_photos: int = 0) -> pd.DataFrame:
+    """The files to evaluate: the run's test split, plus every audit set (``KIND=ROOT``, real photos the run never
+    used) whole; at most ``max_photos`` sampled files per photo set when given (seeded)."""
     from training.datasets import index_dataset
 
-    run = Path(run)
-    cfg, det, index = _load_run(run)
-    thr, cal = det.threshold, det.calibration
     test = index[index["split"] == "test"]
     for spec in audit_sets:
         kind, _, root = spec.partition("=")
@@ -401,95 +375,75 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
         test = pd.concat([test[~test["dataset"].isin(PHOTO_SETS)], keep])
     if test.empty:
         raise ValueError(f"{run}: the test split is empty")
-    vds = video_datasets(cfg, index)
-    ft, fc = analyse_split(run, det, test, "test", progress)
-    for t in (ft, fc):
-        t["score"] = cal.apply(t["raw_score"].to_numpy(float)) if len(t) else []
-        t.loc[t["raw_score"].isna(), "score"] = np.nan
-    scored = ft[ft["score"].notna()]
-    slices = _slices(scored, fc, vds, thr, n_boot)
-    head = next((s for s in slices if s["level"] == "file" and s["dataset"] == "video datasets"
-                 and s["method"] == "all" and s["compression"] == "all"), None)
-    photo = [slice_metrics(g, thr, n_boot, level="file", dataset=d, method="real", compression="all")
-             for d, g in scored[scored["dataset"].isin(PHOTO_SETS)].groupby("dataset")]
+    return test
 
-    out, tmpdir = run / "evaluation", run / "evaluation.tmp"
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    pf = ft.copy()
-    pf["path"] = [_rel(p) for p in pf["path"]]
+
+def _scored_tables(run: Path, det, rows: pd.DataFrame, split: str, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``analyse_split`` plus the calibrated ``score`` column (nan where the file or face has no raw score)."""
+    ft, fc = analyse_split(run, det, rows, split, progress)
+    for t in (ft, fc):
+        t["score"] = det.calibration.apply(t["raw_score"].to_numpy(float)) if len(t) else []
+        t.loc[t["raw_score"].isna(), "score"] = np.nan
+    return ft, fc
+
+
+def _validation_parts(run: Path, det, index: pd.DataFrame, vds: list[str], progress: bool) -> list:
+    """(split, level, table) of the validation files for the reliability table -- only when ``calibrate`` has
+    analysed them already (``RUN/analysis/val.jsonl``): evaluating never starts a validation analysis."""
+    if not (run / "analysis" / "val.jsonl").is_file():
+        return []
+    val = index[(index["split"] == "val") & index["dataset"].isin(vds)]
+    vft, vfc = analyse_split(run, det, val, "val", progress)
+    return [("val", "file", vft[vft["raw_score"].notna()]), ("val", "face", vfc)]
+
+
+def _write_tables(tmpdir: Path, ft: pd.DataFrame, fc: pd.DataFrame, scored: pd.DataFrame, vds: list[str],
+                  reliability_parts: list, cal, thr: float, n_boot: int) -> None:
+    """The CSV files of ``RUN/evaluation/`` (see the module doc) into ``tmpdir``."""
+    pf = ft.assign(path=[_rel(p) for p in ft["path"]])
     _atomic_csv(pf[FILE_COLS + [c for c in ("age", "gender", "race") if c in pf]], tmpdir / "predictions.csv")
-    pc = fc.copy()
-    pc["path"] = [_rel(p) for p in pc["path"]]
-    _atomic_csv(pc[FACE_COLS], tmpdir / "face_predictions.csv")
-    hv = scored[scored["dataset"].isin(vds)]
-    hf = fc[fc["dataset"].isin(vds)]
+    _atomic_csv(fc.assign(path=[_rel(p) for p in fc["path"]])[FACE_COLS], tmpdir / "face_predictions.csv")
+    hv, hf = scored[scored["dataset"].isin(vds)], fc[fc["dataset"].isin(vds)]
     _curves(tmpdir, "file", hv["label"], hv["score"])
     _curves(tmpdir, "face", hf["label"], hf["score"])
-    rel = []
-    val_cache = run / "analysis" / "val.jsonl"
-    val_parts = []
-    if val_cache.is_file():
-        val = index[(index["split"] == "val") & index["dataset"].isin(vds)]
-        vft, vfc = analyse_split(run, det, val, "val", progress)
-        vft = vft[vft["raw_score"].notna()]
-        val_parts = [("val", "file", vft), ("val", "face", vfc)]
-    for split, level, t in val_parts + [("test", "file", hv), ("test", "face", hf)]:
-        if t.empty:
-            continue
-        raw = t["raw_score"].to_numpy(float)
-        for stage, p in (("raw", raw), ("calibrated", cal.apply(raw))):
-            r = reliability(t["label"], p)
-            r.insert(0, "split", split), r.insert(0, "stage", stage), r.insert(0, "level", level)
-            rel.append(r)
-    if rel:
-        _atomic_csv(pd.concat(rel, ignore_index=True), tmpdir / "reliability.csv")
+    rel = _reliability_table(reliability_parts + [("test", "file", hv), ("test", "face", hf)], cal)
+    if rel is not None:
+        _atomic_csv(rel, tmpdir / "reliability.csv")
     au = audit(ft, thr, n_boot)
     if len(au):
         _atomic_csv(au, tmpdir / "audit.csv")
-    src = (scored.assign(media=scored["kind"]).groupby(["dataset", "media", "label"])["score"]
-           .describe(percentiles=[0.1, 0.25, 0.5, 0.75, 0.9]).reset_index())
-    src = src.rename(columns={"count": "n", "10%": "p10", "25%": "p25", "50%": "p50", "75%": "p75", "90%": "p90"})
-    _atomic_csv(src[["dataset", "media", "label", "n", "p10", "p25", "p50", "p75", "p90"]].round(4),
-                tmpdir / "score_by_source.csv")
-    calib_before_after = {}
-    if head:
-        raw = hv["raw_score"].to_numpy(float)
-        y = hv["label"].to_numpy(int)
-        calib_before_after = {"raw": {"ece": round(ece(y, raw), 4), "brier": round(float(np.mean((raw - y) ** 2)), 4)},
-                              "calibrated": {"ece": head["ece"], "brier": head["brier"]}}
-    m = {
-        "schema": SCHEMA, "threshold": thr, "threshold_policy": det.card.threshold_policy,
-        "calibration": cal.to_dict(), "calibration_test_files": calib_before_after,
-        "headline": head, "slices": slices, "photo_sets": photo,
-        "n_files": int(len(ft)), "n_faces": int(len(fc)), "n_errors": int((ft["error"].fillna("") != "").sum()),
-        "test_groups": (sorted(test["group"].unique().tolist()) if test["group"].nunique() <= 60
-                        else f"{test['group'].nunique()} groups"),
-        "bootstrap": f"{n_boot} resamples of identity groups, 95 % percentile intervals",
-        "model_card": det.card.to_dict(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    m["model_key"] = _model_key(run)
-    (tmpdir / "metrics.json").write_text(json.dumps(m, indent=2))
-    if out.exists():  # publish atomically
-        import shutil
+    _atomic_csv(_score_by_source(scored), tmpdir / "score_by_source.csv")
 
-        # explain-eval results stay valid while the model is the same one (they are costly to recompute)
-        try:
-            same = json.loads((out / "metrics.json").read_text()).get("model_key") == m["model_key"]
-        except (OSError, ValueError):
-            same = False
-        for f in sorted(out.glob("explain_eval*")) if same else []:
-            shutil.copy2(f, tmpdir / f.name)
 
-        old = run / "evaluation.old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(out, old)
+def _publish(run: Path, tmpdir: Path, model_key: str) -> Path:
+    """Swap ``tmpdir`` in as ``RUN/evaluation/``. Explain-eval results of the old folder are carried over while
+    the model is the same one (they are costly to recompute)."""
+    import shutil
+
+    out = run / "evaluation"
+    if not out.exists():
         os.replace(tmpdir, out)
+        return out
+    try:
+        same = json.loads((out / "metrics.json").read_text()).get("model_key") == model_key
+    except (OSError, ValueError):
+        same = False
+    for f in sorted(out.glob("explain_eval*")) if same else []:
+        shutil.copy2(f, tmpdir / f.name)
+    old = run / "evaluation.old"
+    if old.exists():
         shutil.rmtree(old)
-    else:
-        os.replace(tmpdir, out)
-    # the model card's metrics: the headline with its interval, and the photo sets apart
+    os.replace(out, old)
+    os.replace(tmpdir, out)
+    shutil.rmtree(old)
+    return out
+
+
+def _update_model_card(run: Path, head: dict | None, face: dict | None, photo: list[dict]) -> None:
+    """The model card's metrics (rewritten atomically): the headline with its interval, the face-level AUC and the
+    photo sets' false-alarm rates apart; the training and validation entries are kept."""
+    from model.network import CARD_FILE
+
     card_f = run / "model" / CARD_FILE
     card = json.loads(card_f.read_text())
     keep = {k: v for k, v in card.get("metrics", {}).items() if k in ("val_auc", "best_epoch", "val_file_auc", "val_file_auc_ci")}
@@ -498,15 +452,58 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
                                                  "auc_ci", "ece", "ece_ci", "brier", "false_alarm_rate",
                                                  "detection_rate")}
         keep["headline"]["what"] = "file-level AUC on the video datasets' test identity groups (engine-run)"
-        face = next((s for s in slices if s["level"] == "face" and s["dataset"] == "video datasets"
-                     and s["method"] == "all" and s["compression"] == "all"), None)
         if face:
             keep["face_auc"], keep["face_auc_ci"] = face["auc"], face["auc_ci"]
     for s in photo:
         keep[f"false_alarm_rate_{s['dataset']}"] = {"rate": s["false_alarm_rate"], "ci": s["false_alarm_rate_ci"],
                                                      "n": s["n"]}
     card["metrics"] = keep
-    card_f.write_text(json.dumps(card, indent=2) + "\n")
+    _atomic_json(card, card_f)
+
+
+def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True, max_photos: int = 0,
+                 audit_sets: Sequence[str] = ()) -> str:
+    """Analyse the run's test files through the engine and write ``RUN/evaluation/``; returns a summary.
+
+    ``audit_sets``: extra real photo sets the run never trained on (``KIND=ROOT``, e.g. ``utkface=../data/utkface``),
+    evaluated whole as held-out photo sets (false alarms by group; never pooled into the headline).
+    """
+    run = Path(run)
+    cfg, det, index = _load_run(run)
+    thr = det.threshold
+    test = choose_test_files(run, index, audit_sets, max_photos)
+    vds = video_datasets(cfg, index)
+    ft, fc = _scored_tables(run, det, test, "test", progress)
+    scored = ft[ft["score"].notna()]
+
+    slices = _slices(scored, fc, vds, thr, n_boot)
+    head, face = _pooled(slices, "file"), _pooled(slices, "face")
+    photo = _photo_slices(scored, thr, n_boot)
+
+    tmpdir = run / "evaluation.tmp"
+    if tmpdir.exists():  # left by an interrupted evaluation: none of its files may be published
+        import shutil
+
+        shutil.rmtree(tmpdir)
+    tmpdir.mkdir(parents=True)
+    _write_tables(tmpdir, ft, fc, scored, vds, _validation_parts(run, det, index, vds, progress), det.calibration,
+                  thr, n_boot)
+    m = {
+        "schema": SCHEMA, "threshold": thr, "threshold_policy": det.card.threshold_policy,
+        "calibration": det.calibration.to_dict(),
+        "calibration_test_files": _calibration_before_after(scored[scored["dataset"].isin(vds)], head),
+        "headline": head, "slices": slices, "photo_sets": photo,
+        "n_files": int(len(ft)), "n_faces": int(len(fc)), "n_errors": int((ft["error"].fillna("") != "").sum()),
+        "test_groups": (sorted(test["group"].unique().tolist()) if test["group"].nunique() <= 60
+                        else f"{test['group'].nunique()} groups"),
+        "bootstrap": f"{n_boot} resamples of identity groups, 95 % percentile intervals",
+        "model_card": det.card.to_dict(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model_key": _model_key(run),
+    }
+    (tmpdir / "metrics.json").write_text(json.dumps(m, indent=2))
+    _publish(run, tmpdir, m["model_key"])
+    _update_model_card(run, head, face, photo)
     if head:
         return (f"{run}: file AUC {head['auc']} [{head['auc_ci']}] on {head['n']} test files of {', '.join(vds)} "
                 f"({head['n_groups']} identity groups); ECE {head['ece']}; threshold {thr:.4f}; {m['n_errors']} errors")

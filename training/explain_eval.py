@@ -117,9 +117,10 @@ def explain_eval(run: str | Path, methods: Sequence[str], faces: int = 48, steps
 def format_table(out: dict) -> str:
     lines = [f"{'method':<24}{'faces':>6}  {'deletion area [95% CI]':<28}{'- random':>10}{'s/face':>9}"]
     for r in out["methods"]:
-        ci = r["deletion_area_ci"]
+        lo, hi = r["deletion_area_ci"] or (None, None)
+        ci = "[n/a]" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"  # no interval below two faces
         mr = "" if r["minus_random"] is None else f"{r['minus_random']:+.3f}"
-        lines.append(f"{r['label']:<24}{r['faces']:>6}  {r['deletion_area']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]{'':<8}"
+        lines.append(f"{r['label']:<24}{r['faces']:>6}  {r['deletion_area']:.3f} {ci:<14}{'':<8}"
                      f"{mr:>10}{r['seconds_per_face']:>9.3f}")
     lines.append(f"{out['faces']} test-fake faces ({out['faces_missing']} not on this machine); {out['steps']} steps, "
                  f"{out['fill']} fill; lower area = more faithful")

@@ -507,17 +507,6 @@ def scaled_learning_rate(base: float, replicas: int) -> float:
     return base * max(1, int(replicas))
 
 
-def choose_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    """Threshold maximising balanced accuracy (Youden's J) on validation predictions."""
-    from sklearn.metrics import roc_curve
-
-    if len(np.unique(y)) < 2:
-        return 0.5
-    fpr, tpr, thr = roc_curve(y, p)
-    i = int(np.argmax(tpr - fpr))
-    return float(np.clip(thr[i], 1e-6, 1.0))
-
-
 # --------------------------------------------------------------------------- main entry
 def _pretrained_from(cfg) -> str | None:
     """Model-card text for where the weights started (None: random initialisation)."""

@@ -224,3 +224,20 @@ def test_cli_explain_rejects_unknown_method(tiny_model_dir, astronaut_png, capsy
     with pytest.raises(SystemExit) as e:
         main(["explain", str(astronaut_png), "--model", str(tiny_model_dir), "--method", "lime"])
     assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_summary_interval_needs_two_faces():
+    """The deletion-area interval is model.metrics' bootstrap with each face its own group: none for one face."""
+    from model import metrics
+    from training.explain_eval import format_table
+
+    rows = [{"face": f, "method": m, "area": a, "seconds": 0.1, "score": 0.9}
+            for f, a in enumerate([0.2, 0.4, 0.3, 0.5]) for m in ("gradcam", "random")]
+    s = {r["method"]: r for r in explain.summarize(rows)}
+    areas = np.array([0.2, 0.4, 0.3, 0.5])
+    assert s["gradcam"]["deletion_area_ci"] == metrics.bootstrap(lambda _y, a: float(a.mean()), np.zeros(4, int),
+                                                                  areas, digits=6)
+    one = explain.summarize([r for r in rows if r["face"] == 0])
+    assert one[0]["deletion_area_ci"] == [None, None] and one[0]["deletion_area"] == 0.2
+    table = format_table({"methods": one, "faces": 1, "faces_missing": 0, "steps": 4, "fill": "blur"})
+    assert "[n/a]" in table

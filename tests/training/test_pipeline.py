@@ -116,6 +116,16 @@ def test_train_evaluate_end_to_end_and_resume(prepared, tmp_path, monkeypatch):
     assert set(rel["stage"]) == {"raw", "calibrated"} and set(rel["split"]) == {"val", "test"}
     card = json.loads((run / "model" / "model_card.json").read_text())
     assert card["metrics"]["headline"]["auc"] == head["auc"]
+    assert not list((run / "model").glob("*.tmp")) and not (run / "evaluation.tmp").exists()  # atomic writes
+    # the columns the dashboard reads
+    assert list(pred.columns)[:len(evaluate.FILE_COLS)] == evaluate.FILE_COLS
+    assert list(faces.columns) == evaluate.FACE_COLS
+    assert list(rel.columns) == ["level", "stage", "split", "bin", "mean_score", "fraction_fake", "count"]
+    assert list(pd.read_csv(ev / "score_by_source.csv").columns) == ["dataset", "media", "label", "n", "p10", "p25",
+                                                                     "p50", "p75", "p90"]
+    assert list(pd.read_csv(ev / "roc_file.csv").columns) == ["fpr", "tpr", "threshold"]
+    assert {f"{k}_ci" for k in ("auc", "ap", "eer", "log_loss", "brier", "ece", "false_alarm_rate",
+                                "detection_rate")} <= set(head)
 
 
 def test_unknown_config_key_rejected(tmp_path, prepared):
@@ -193,8 +203,11 @@ def test_reevaluation_keeps_explain_eval_of_the_same_model_only(tiny_run, tmp_pa
     shutil.copytree(tiny_run, run)
     ev = run / "evaluation"
     (ev / "explain_eval.json").write_text('{"schema": 1, "methods": []}')
+    (run / "evaluation.tmp").mkdir()
+    (run / "evaluation.tmp" / "stale.csv").write_text("left by an interrupted evaluation\n")
     evaluate.evaluate_run(run, n_boot=20, progress=False)
     assert (ev / "explain_eval.json").is_file(), "same model: the costly explain-eval results are kept"
+    assert not (ev / "stale.csv").exists(), "an interrupted evaluation's files must not be published"
     m = json.loads((ev / "metrics.json").read_text())
     m["model_key"] = "another model"
     (ev / "metrics.json").write_text(json.dumps(m))
