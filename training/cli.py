@@ -92,7 +92,8 @@ def cmd_train(a) -> int:
 def cmd_evaluate(a) -> int:
     from training import evaluate
 
-    print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos, audit_sets=a.audit))
+    print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos, audit_sets=a.audit,
+                                datasets=a.datasets))
     return 0
 
 
@@ -227,6 +228,8 @@ def _evaluation_commands(sub) -> None:
     p.add_argument("--audit", action="append", default=[], metavar="KIND=ROOT",
                    help="an extra real photo set the run never trained on, for the false-alarm audit "
                         "(e.g. utkface=../shared/data/utkface); repeatable")
+    p.add_argument("--datasets", nargs="+", default=[], metavar="NAME",
+                   help="only these datasets' test files (e.g. dfdc for a run trained without it)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")

@@ -353,12 +353,19 @@ def _calibration_before_after(hv: pd.DataFrame, head: dict | None) -> dict:
 
 # --------------------------------------------------------------------------- evaluate: steps
 def choose_test_files(run: Path, index: pd.DataFrame, audit_sets: Sequence[str] = (),
-                      max_photos: int = 0) -> pd.DataFrame:
-    """The files to evaluate: the run's test split, plus every audit set (``KIND=ROOT``, real photos the run never
-    used) whole; at most ``max_photos`` sampled files per photo set when given (seeded)."""
+                      max_photos: int = 0, datasets: Sequence[str] = ()) -> pd.DataFrame:
+    """The files to evaluate: the run's test split (only ``datasets`` when given, e.g. the held-out dataset of a
+    leave-one-dataset-out run), plus every audit set (``KIND=ROOT``, real photos the run never used) whole; at most
+    ``max_photos`` sampled files per photo set when given (seeded)."""
     from training.datasets import index_dataset
 
     test = index[index["split"] == "test"]
+    if datasets:
+        unknown = sorted(set(datasets) - set(test["dataset"]))
+        if unknown:
+            raise ValueError(f"--datasets: no test files of {', '.join(unknown)} in this run's splits "
+                             f"(test datasets: {', '.join(sorted(set(test['dataset'])))})")
+        test = test[test["dataset"].isin(datasets)]
     for spec in audit_sets:
         kind, _, root = spec.partition("=")
         extra = index_dataset(kind, root)
@@ -462,7 +469,7 @@ def _update_model_card(run: Path, head: dict | None, face: dict | None, photo: l
 
 
 def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True, max_photos: int = 0,
-                 audit_sets: Sequence[str] = ()) -> str:
+                 audit_sets: Sequence[str] = (), datasets: Sequence[str] = ()) -> str:
     """Analyse the run's test files through the engine and write ``RUN/evaluation/``; returns a summary.
 
     ``audit_sets``: extra real photo sets the run never trained on (``KIND=ROOT``, e.g. ``utkface=../data/utkface``),
@@ -471,7 +478,7 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
     run = Path(run)
     cfg, det, index = _load_run(run)
     thr = det.threshold
-    test = choose_test_files(run, index, audit_sets, max_photos)
+    test = choose_test_files(run, index, audit_sets, max_photos, datasets)
     vds = video_datasets(cfg, index)
     ft, fc = _scored_tables(run, det, test, "test", progress)
     scored = ft[ft["score"].notna()]

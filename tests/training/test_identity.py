@@ -113,3 +113,15 @@ def test_dfdc_faces_real_set_pairs_and_splits():
     fakes = s[s["label"] == 1]
     split_of = dict(zip(s["path"], s["split"]))
     assert (fakes["original"].map(split_of) == fakes["split"]).all()
+
+
+def test_evaluate_can_restrict_the_test_files_to_a_held_out_dataset(tmp_path):
+    from training.evaluate import choose_test_files
+
+    idx = pd.DataFrame({"path": [f"/x/{i}" for i in range(6)], "dataset": ["dfdc", "dfdc", "ffpp", "ffpp", "lfw", "dfdc"],
+                        "split": ["test", "test", "test", "val", "test", "train"], "label": [0, 1, 0, 1, 0, 1],
+                        "group": list("abcdef")})
+    assert list(choose_test_files(tmp_path, idx, datasets=["dfdc"])["path"]) == ["/x/0", "/x/1"]
+    assert len(choose_test_files(tmp_path, idx)) == 4
+    with pytest.raises(ValueError, match="no test files of celebdf"):
+        choose_test_files(tmp_path, idx, datasets=["celebdf"])
