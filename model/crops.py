@@ -23,7 +23,9 @@ from model.faces import Face, FaceExtractor
 @dataclasses.dataclass(frozen=True)
 class CropSpec:
     size: int = 128  # output side in pixels (= the model's input size)
-    margin: float = 0.3  # square side = longer box side * (1 + margin), centred on the box, edge-padded
+    # square side = longer box side * (1 + margin), centred on the box, edge-padded. v3 contract: 0 (the MTCNN box
+    # itself) -- the crop tight face-crop datasets (DFDC's export) share with the engine; v1/v2 cards say 0.3
+    margin: float = 0.0
     interpolation: str = "area"  # resize: cv2 INTER_AREA when shrinking, INTER_LINEAR when enlarging
     image_max_side: int = 1280  # images: detection runs on a copy downscaled to this longer side
     video_max_side: int = 640  # video frames: detection runs on frames downscaled to this longer side

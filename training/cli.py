@@ -58,7 +58,8 @@ def cmd_prepare(a) -> int:
     if a.limit:
         df = pd.concat([g.sample(min(len(g), a.limit), random_state=0) for _, g in df.groupby("dataset")],
                        ignore_index=True)
-    spec = CropSpec(size=a.size, margin=a.margin, frames=a.frames, max_faces=a.faces_per_frame)
+    spec = CropSpec(size=a.size, frames=a.frames, max_faces=a.faces_per_frame,
+                    **({} if a.margin is None else {"margin": a.margin}))
     if a.engine == "ray":
         from training import prepare_ray
 
@@ -185,7 +186,9 @@ def _data_commands(sub) -> None:
     p.add_argument("--out", required=True)
     # the face-crop contract (model.crops.CropSpec); the rest of the contract keeps its defaults
     p.add_argument("--size", type=int, default=128, help="crop side = the model's input size")
-    p.add_argument("--margin", type=float, default=0.3, help="face margin of the crops (the run takes it from them)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="face margin of the crops (default: the crop contract's, 0 = the MTCNN box; the run takes it "
+                        "from the prepared folders)")
     p.add_argument("--frames", type=int, default=32, help="frames per video (as inference)")
     p.add_argument("--faces-per-frame", type=int, default=32, help="faces kept per frame (every track, as inference)")
     p.add_argument("--workers", type=int, default=1)
