@@ -2,7 +2,7 @@
 or broken file costs one clear error, never the server.
 
     image = isolation.load_image(path_or_bytes)              # decoded in a child
-    prov = isolation.read_provenance(path, mime, kind, trust, lim)  # C2PA credentials read in a child (never raises)
+    prov = isolation.read_provenance(path, mime, kind, trust, lim)  # C2PA credentials, read in a child
     with isolation.video_frames(path, n=32, max_side=1920) as frames:  # frames stream from the child, one at a time
         for index, rgb in frames: ...
         frames.info                                          # VideoInfo, final after the loop
