@@ -31,7 +31,8 @@ def make_signing(org: str = SIGNER_ORG, cn: str = SIGNER_CN) -> Signing:
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def name(common: str, o: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common), x509.NameAttribute(NameOID.ORGANIZATION_NAME, o)])
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, o)])
 
     def usage(**on) -> x509.KeyUsage:
         keys = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
