@@ -44,6 +44,7 @@ if data is not None:
         key = f"{name}:{len(data)}:{file_id or hashlib.sha1(data).hexdigest()}:{frames}:{strategy}"
         res = detect.run_analysis(det, key, name, data, frames, strategy)
         detect.verdict(det, res, threshold)
+        detect.credentials(res)
         if not res.error:
             detect.faces_view(det, res, threshold)
             detect.downloads(res)

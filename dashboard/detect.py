@@ -106,6 +106,58 @@ def verdict(det, res: Result, threshold: float) -> None:
                    "A score is evidence, not proof.")
 
 
+CREDENTIALS_NOTE = ("Content credentials (C2PA) are signed statements that cameras, editors and AI generators embed "
+                    "in a file about who made it and how. They say who signed and what the signer claims, not "
+                    "whether the content is true, and they never change the score. Most files carry none, and any "
+                    "re-save or screenshot strips them, so 'none' is no evidence either way.")
+STATE_WORDS = {
+    "valid": "valid: signature and content intact, and the signer is on this server's trust list",
+    "untrusted": "intact but untrusted signer: signature and content check out, but the signing certificate is on "
+                 "no trust list configured on this server (none is by default), so the signer's name is what its "
+                 "own certificate claims, vouched for by no one",
+    "invalid": "invalid: the file or its manifest was changed after signing, or the signature does not verify",
+    "none": "none: the file carries no content credentials",
+    "error": "could not be read",
+}
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|~$"})
+
+
+def md_escape(text: str) -> str:
+    """Text from an untrusted file, shown literally in Markdown (no links, emphasis or HTML)."""
+    return str(text).translate(_MD_SPECIAL)
+
+
+def credential_details(prov: dict) -> list[tuple[str, str]]:
+    """(field, value) rows of a provenance dict (``Result.provenance``) for the details expander; empty fields
+    are left out."""
+    signer = prov.get("signer", "")
+    if prov.get("signer_cn") and prov.get("signer_cn") != signer:
+        signer = f"{signer} (certificate name: {prov['signer_cn']})" if signer else prov["signer_cn"]
+    dst = prov.get("digital_source_type", "")
+    source = f"{prov.get('source_type', '')} ({dst})" if dst and prov.get("source_type") else dst
+    codes = ", ".join(prov.get("validation_codes") or [])
+    rows = [("Signer", signer), ("Signed at", prov.get("signed_at", "")),
+            ("Generator", prov.get("claim_generator", "")), ("Actions", ", ".join(prov.get("actions") or [])),
+            ("Digital source type", source), ("Ingredients", "; ".join(prov.get("ingredients") or [])),
+            ("Validation", STATE_WORDS.get(prov.get("state", ""), "") + (f" ({codes})" if codes else "")),
+            ("EXIF camera", " ".join(p for p in (prov.get("camera_make", ""), prov.get("camera_model", "")) if p)),
+            ("EXIF software", prov.get("software", "")), ("EXIF", prov.get("exif_error", ""))]
+    return [(k, v) for k, v in rows if v]
+
+
+def credentials(res: Result) -> None:
+    """The "Content credentials: ..." line under the verdict, and an expander with what the credentials say."""
+    prov = res.provenance
+    if not prov:
+        return
+    st.markdown(md_escape(prov.get("summary") or "Content credentials: none"))
+    with st.expander("Content credentials and camera metadata"):
+        for field, value in credential_details(prov):
+            st.markdown(f"**{field}:** {md_escape(value)}")
+        st.caption(CREDENTIALS_NOTE + " EXIF camera and software tags are plain, unsigned metadata: anyone can "
+                   "edit them.")
+
+
 def faces_view(det, res: Result, threshold: float) -> None:
     if res.image is not None and (res.all_faces or res.kind == "image"):
         faces = res.face_results if res.kind == "image" else max(

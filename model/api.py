@@ -4,6 +4,7 @@
     res = det.analyze_image("photo.jpg")      # ImageResult: faces with P(fake), file score, label
     res = det.analyze_video("clip.mp4")       # VideoResult: frames, face tracks, aggregated score
     res = det.analyze("any/path" or bytes)    # dispatch on content; errors captured in res.error
+    res.provenance                            # content credentials (C2PA) + EXIF camera: beside the score, never in it
     heat, over = det.explain(face_crop)       # Grad-CAM heat map [0, 1] and overlay image
 
 Scores are P(fake) in [0, 1]; ``label`` is ``fake`` when score >= threshold, ``real`` below it, and
@@ -21,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model import isolation, limits, media, results, video
+from model import isolation, limits, media, provenance, results, video
 from model.crops import CropSpec, image_faces
 from model.faces import Face
 from model.media import MediaError
@@ -123,6 +124,9 @@ class Result:
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
     raw_score: float | None = None  # file score before calibration
+    # content credentials and EXIF camera/software (``model.provenance.Provenance.to_dict()``), read once per file
+    # by ``Detector.analyze``; evidence beside the score, never part of it. None when not read.
+    provenance: dict[str, Any] | None = None
 
     @property
     def faces(self) -> int:
@@ -141,7 +145,7 @@ class Result:
             "raw_score": None if self.raw_score is None else round(float(self.raw_score), 6),
             "label": self.label, "error": self.error, "note": self.note, "threshold": self.threshold,
             "model": self.model, "model_trained": self.model_trained,
-            "score_meaning": "P(fake) in [0, 1]",
+            "score_meaning": "P(fake) in [0, 1]", "provenance": self.provenance,
         }
         if self.kind == "image":
             d.update(width=self.width, height=self.height, face_results=[f.to_dict() for f in self.face_results])
@@ -157,7 +161,8 @@ class Result:
     def csv_row(self) -> dict[str, Any]:
         """The CSV columns (``model.results.COLUMNS``) of this result."""
         return results.csv_row({"path": self.path, "kind": self.kind, "faces": self.faces, "score": self.score,
-                                "label": self.label, "error": self.error, "note": self.note})
+                                "label": self.label, "error": self.error, "note": self.note,
+                                "provenance": self.provenance})
 
 
 CSV_COLUMNS = results.COLUMNS
@@ -403,7 +408,9 @@ class Detector:
                 progress: Callable[[float, str], None] | None = None, display_name: str | None = None) -> Result:
         """Analyse any file or in-memory upload; every user-input problem is returned in ``result.error``, never
         raised. The type comes from the content (magic bytes), not the name. Runs in one of the process-wide
-        analysis slots (``limits.analysis_slot``); while waiting, ``progress`` is told the place in the queue."""
+        analysis slots (``limits.analysis_slot``); while waiting, ``progress`` is told the place in the queue.
+        The file's content credentials (``model.provenance``) are read once, before the analysis, into
+        ``result.provenance``, also when the analysis fails; they never change the score or the label."""
         is_bytes = isinstance(path, (bytes, bytearray, memoryview))
         name = display_name or ("<bytes>" if is_bytes else str(path))
         try:
@@ -416,16 +423,20 @@ class Detector:
         if progress:
             def on_wait(ahead: int) -> None:
                 progress(0.0, f"waiting for a free analysis slot ({ahead} ahead of you)")
+        prov = None
         try:
             with limits.analysis_slot(on_wait):
                 if kind == "image":
+                    prov = provenance.read(path)
                     res = self.analyze_image(path)
                 elif is_bytes:
                     from model import uploads
 
                     with uploads.spooled(path, name) as p:
+                        prov = provenance.read(p)
                         res = self.analyze_video(p, frames=frames, strategy=strategy, progress=progress)
                 else:
+                    prov = provenance.read(path)
                     res = self.analyze_video(path, frames=frames, strategy=strategy, progress=progress)
         except MediaError as e:
             res = self._base(name, kind)
@@ -434,6 +445,7 @@ class Detector:
             res = self._base(name, kind)
             res.error = f"could not read file: {type(e).__name__}: {e}".splitlines()[0]
         res.path = name
+        res.provenance = prov.to_dict() if prov is not None else None
         return res
 
     # ---- explanations

@@ -2,11 +2,13 @@
 or broken file costs one clear error, never the server.
 
     image = isolation.load_image(path_or_bytes)              # decoded in a child
+    prov = isolation.read_provenance(path, mime, kind, trust, lim)  # C2PA credentials, read in a child
     with isolation.video_frames(path, n=32, max_side=1920) as frames:  # frames stream from the child, one at a time
         for index, rgb in frames: ...
         frames.info                                          # VideoInfo, final after the loop
 
-The child (``python -m model.isolation``) imports only OpenCV, NumPy and Pillow, then limits its own address
+The child (``python -m model.isolation``) imports only OpenCV, NumPy and Pillow (and c2pa-python at its first
+provenance request), then limits its own address
 space (RLIMIT_AS: its base after those imports + ``Limits.decode_mem_mb``), forbids core dumps and file writes,
 and exits when its parent goes (EOF on its stdin). It stays alive between files (no start-up cost per file) and is replaced after a
 crash, a timeout, a memory error or 200 files. The parent waits at most ``Limits.decode_timeout_s`` in total for
@@ -268,6 +270,51 @@ def load_image(source: str | os.PathLike | bytes, lim: limits_mod.Limits | None 
             w.kill()
 
 
+def read_provenance(source, mime: str | None, kind: str, trust: str | None, lim: limits_mod.Limits):
+    """``provenance.read_local`` in a decoder child (memory limit; at most ``provenance.TIMEOUT_S`` seconds, or the
+    decode limit when shorter), in this process when isolation is off. Never raises: a crash, a timeout or a
+    garbled reply is a Provenance in state "error" with one line."""
+    from model import media, provenance
+
+    is_bytes = isinstance(source, (bytes, bytearray, memoryview))
+    if not lim.isolate:
+        return provenance.read_local(bytes(source) if is_bytes else None, None if is_bytes else str(source), mime,
+                                     kind, trust)
+    req = {"op": "provenance", "mime": mime, "kind": kind, "trust": trust}
+    payload = None
+    if is_bytes:
+        req["size"] = len(source)
+        payload = memoryview(source)
+    else:
+        req["path"] = str(media.check_file(source).resolve())
+    limit_s = min(lim.decode_timeout_s, provenance.TIMEOUT_S)
+    try:
+        w = POOL.get(lim)
+    except MediaError as e:
+        return provenance.failed(str(e))
+    ok = False
+    try:
+        w.budget = limit_s
+        w.send(req, payload)
+        msg = w.message()
+        if msg.get("t") == "error":
+            ok = not msg.get("fatal")
+            return provenance.failed(str(msg.get("message", "the reader failed")))
+        if msg.get("t") != "provenance":
+            raise DecoderGone("the decoder sent garbage")
+        ok = not msg.get("retire")
+        return provenance.Provenance.from_dict(msg.get("data"))
+    except TimeoutError:
+        return provenance.failed(f"reading took longer than the {limit_s:g} s limit (stopped)")
+    except DecoderGone as e:
+        return provenance.failed(str(e))
+    finally:
+        if ok:
+            POOL.put(w, lim)
+        else:
+            w.kill()
+
+
 _INFO_FIELDS = ("frame_count", "fps", "width", "height", "rotation", "sequential", "truncated", "analysed_s")
 
 
@@ -450,6 +497,12 @@ def _child(mem_mb: int, idle_s: float) -> int:
                 for idx, frame in sampler:
                     send({"t": "frame", "index": idx, "shape": list(frame.shape)}, frame)
                 send({"t": "end", "retire": near_limit(), **vinfo(sampler.info)})
+            elif req["op"] == "provenance":
+                from model import provenance
+
+                prov = provenance.read_local(payload, req.get("path"), req.get("mime"), req.get("kind", ""),
+                                             req.get("trust"))
+                send({"t": "provenance", "data": prov.to_dict(), "retire": near_limit()})
             else:
                 send({"t": "error", "message": f"unknown request {req['op']!r}"})
             if near_limit():  # a later file must not inherit a fragmented, nearly full address space

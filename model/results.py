@@ -8,8 +8,11 @@ from records:
             w.write(res.to_dict())
 
 * ``csv``: exactly ``COLUMNS`` (``csv_row``): path, kind, faces, score (calibrated P(fake), 6 decimals, empty
-  without a face), label, error and note (one line each).
-* ``jsonl``: the full record, one JSON object per line.
+  without a face), label, error and note (one line each); then the file's content credentials
+  (``model.provenance``), which never enter the score: provenance (none / valid / untrusted / invalid / error;
+  empty when not read), provenance_signer (the signing certificate's organisation or name) and provenance_ai (yes /
+  no when an intact credential declares a digital source type, else empty).
+* ``jsonl``: the full record (with the whole ``provenance`` dict), one JSON object per line.
 * ``json``: the full records as one array (indented); valid once the writer is closed.
 * ``parquet`` (chosen by an output ending in ``.parquet``): ``COLUMNS`` typed (faces int64, score float64, null
   without a face), written in row groups of ``group`` rows to ``OUTPUT.tmp``, renamed when closed.
@@ -25,18 +28,23 @@ import os
 import sys
 from typing import Any, Mapping
 
-COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note")
+COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note", "provenance", "provenance_signer",
+           "provenance_ai")
 FORMATS = ("csv", "jsonl", "json", "parquet")
 
 
 def csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
     """The CSV columns of one record (``Result.to_dict()``): the score with 6 decimals ("" without one), error and
-    note on one line."""
+    note on one line; the provenance state, signer and AI claim from ``record["provenance"]`` ("" without one)."""
     score = record.get("score")
+    prov = record.get("provenance") if isinstance(record.get("provenance"), Mapping) else {}
     return {"path": record["path"], "kind": record["kind"], "faces": int(record.get("faces") or 0),
             "score": "" if score is None else f"{float(score):.6f}", "label": record.get("label") or "unknown",
             "error": " ".join(str(record.get("error") or "").split()),
-            "note": " ".join(str(record.get("note") or "").split())}
+            "note": " ".join(str(record.get("note") or "").split()),
+            "provenance": str(prov.get("state") or ""),
+            "provenance_signer": " ".join(str(prov.get("signer") or "").split()),
+            "provenance_ai": str(prov.get("ai") or "")}
 
 
 def output_format(output: str | None, fmt: str = "csv") -> str:

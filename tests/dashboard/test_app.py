@@ -223,3 +223,29 @@ def test_bad_limit_variable_is_one_error_not_a_traceback(monkeypatch, tiny_model
     [err] = [e.value for e in at.error]
     assert "bad value for DEEPFAKE_MAX_FRAME: 'bogus' (allowed: a frame size WxH such as 3840x2160" in err
     assert "\n" not in err and not at.file_uploader
+
+
+def test_detect_shows_content_credentials_beside_the_score(app_env, astronaut):
+    """A JPEG signed at test time (untrusted signer, says AI-generated): the line under the verdict and the details
+    expander; the score is the unsigned file's."""
+    pytest.importorskip("c2pa")
+    from tests import c2pa_fixtures as cf
+
+    plain = cf.jpeg(astronaut)
+    signed = cf.sign(plain, cf.make_signing())
+    at = _app()
+    at.file_uploader[0].set_value(("plain.jpg", plain, "image/jpeg")).run()
+    assert not at.exception
+    plain_score = _metric(at, "Score P(fake)")
+    assert "Content credentials: none" in [m.value for m in at.markdown]
+    at.file_uploader[0].set_value(("signed.jpg", signed, "image/jpeg")).run()
+    assert not at.exception
+    assert _metric(at, "Score P(fake)") == plain_score
+    lines = [m.value for m in at.markdown if m.value.startswith("Content credentials:")]
+    assert lines == [f"Content credentials: signed by {cf.SIGNER_ORG} (signer not on a trust list), says AI-generated"]
+    exp = next(e for e in at.expander if e.label == "Content credentials and camera metadata")
+    details = " ".join(m.value for m in exp.markdown)
+    assert f"**Signer:** {cf.SIGNER_ORG} (certificate name: {cf.SIGNER_CN})" in details
+    assert "**Actions:** c2pa.created" in details and "trainedAlgorithmicMedia" in details
+    assert "**Validation:** intact but untrusted signer" in details
+    assert any("not whether the content is true" in c.value for c in exp.caption)

@@ -71,3 +71,18 @@ def test_explorer_reads_png_and_shard_crops(tmp_path):
     assert crop_image(tmp_path, "crops/missing.png") is None
     assert crop_image(tmp_path, f"shards/d-00000.tfrecord@{offsets[1] + 3}") is None  # not a record boundary
     assert crop_image(tmp_path, "../../etc/passwd") is None  # outside the prepared folder
+
+
+def test_credential_details_and_markdown_escaping():
+    from dashboard import detect
+
+    prov = {"state": "invalid", "signer": "Evil [click](http://x)", "signer_cn": "cn", "actions": ["c2pa.edited"],
+            "digital_source_type": "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+            "source_type": "AI-generated", "validation_codes": ["assertion.dataHash.mismatch"],
+            "camera_make": "Canon", "camera_model": "EOS R5", "software": ""}
+    rows = dict(detect.credential_details(prov))
+    assert rows["Signer"] == "Evil [click](http://x) (certificate name: cn)"
+    assert rows["Digital source type"].startswith("AI-generated (http://cv.iptc.org/")
+    assert rows["Validation"].startswith("invalid:") and rows["Validation"].endswith("(assertion.dataHash.mismatch)")
+    assert rows["EXIF camera"] == "Canon EOS R5" and "EXIF software" not in rows and "Signed at" not in rows
+    assert detect.md_escape(rows["Signer"]).startswith("Evil \\[click\\](http://x)")  # no link rendered

@@ -12,7 +12,8 @@ from PIL import Image
 from model.cli import main
 from tests.conftest import REPO, face_frames, write_video
 
-COLUMNS = ["path", "kind", "faces", "score", "label", "error", "note"]
+COLUMNS = ["path", "kind", "faces", "score", "label", "error", "note", "provenance", "provenance_signer",
+           "provenance_ai"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,12 @@ def test_csv_format_and_bad_inputs(tiny_model_dir, bad_inputs, capsys):
     assert tr["kind"] == "video" and tr["faces"] == "0" and tr["score"] == "" and tr["label"] == "unknown"
     for r in rows.values():
         assert "Traceback" not in r["error"] and "\n" not in r["error"]
+        assert r["provenance"] in ("", "none", "valid", "untrusted", "invalid", "error")
     assert "Traceback" not in out.err
+    # content credentials: read for every file whose type is known, beside the score; unsigned files have none
+    assert [rows[n]["provenance"] for n in ("noface.jpg", "thirty.png")] == ["none", "none"]
+    assert rows["noface.jpg"]["provenance_signer"] == rows["noface.jpg"]["provenance_ai"] == ""
+    assert rows["empty.jpg"]["provenance"] == rows["does_not_exist.png"]["provenance"] == ""  # never read
 
 
 def test_unsupported_named_file_is_a_row(tiny_model_dir, bad_inputs, capsys):

@@ -16,20 +16,31 @@ RECORDS = [
     {"path": "b.mp4", "kind": "video", "faces": 0, "score": None, "label": "unknown",
      "error": "video frames are 320x240,\n over the limit", "note": "", "tracks": [], "frames": []},
     {"path": "c,d.mp4", "kind": "video", "faces": 1, "score": 0.9, "label": "fake", "error": "",
-     "note": "first 1 s of 2 s analysed", "tracks": [{"id": 0}], "frames": [{"index": 0, "faces": []}]},
+     "note": "first 1 s of 2 s analysed", "tracks": [{"id": 0}], "frames": [{"index": 0, "faces": []}],
+     "provenance": {"state": "untrusted", "signer": "Example\nGenerator, Inc.", "ai": "yes",
+                    "summary": "Content credentials: signed by Example Generator, Inc. (...), says AI-generated"}},
 ]
 
 
-def test_csv_row_has_exactly_the_seven_columns():
+def test_csv_row_has_the_seven_columns_then_the_provenance_ones():
     row = results.csv_row(RECORDS[1])
-    assert tuple(row) == results.COLUMNS == ("path", "kind", "faces", "score", "label", "error", "note")
+    assert tuple(row) == results.COLUMNS == ("path", "kind", "faces", "score", "label", "error", "note",
+                                             "provenance", "provenance_signer", "provenance_ai")
     assert row["score"] == "" and row["error"] == "video frames are 320x240, over the limit"
+    assert (row["provenance"], row["provenance_signer"], row["provenance_ai"]) == ("", "", "")  # not read
     assert results.csv_row(RECORDS[0])["score"] == "0.123457"
+    row = results.csv_row(RECORDS[2])
+    assert (row["score"], row["label"]) == ("0.900000", "fake")  # the score columns do not move
+    assert (row["provenance"], row["provenance_signer"], row["provenance_ai"]) == (
+        "untrusted", "Example Generator, Inc.", "yes")
 
 
 def test_result_csv_row_is_the_row_of_its_record():
     r = Result(path="x.mp4", kind="video", score=0.31415926, label="real", note="first 1 s\nanalysed")
     assert r.csv_row() == results.csv_row(r.to_dict()) == results.csv_row(json.loads(r.to_json()))
+    r.provenance = {"state": "invalid", "signer": "X", "ai": ""}
+    assert r.csv_row() == results.csv_row(json.loads(r.to_json()))
+    assert r.csv_row()["provenance"] == "invalid" and r.to_dict()["provenance"] == r.provenance
 
 
 def _write(path, fmt=None, records=RECORDS, **kw):
@@ -74,6 +85,7 @@ def test_parquet_row_groups_typed_columns_and_no_partial_file(tmp_path):
     t = f.read().to_pandas()
     assert list(t.columns) == list(results.COLUMNS) and str(t["faces"].dtype) == "int64"
     assert t["score"].isna().tolist() == [False, True, False] * 2
+    assert t["provenance"].tolist() == ["", "", "untrusted"] * 2
     assert not list(tmp_path.glob("*.tmp"))
     bad = tmp_path / "bad.parquet"
     with pytest.raises(RuntimeError):
