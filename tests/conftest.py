@@ -105,15 +105,22 @@ def _fake(frame: np.ndarray) -> np.ndarray:
     return f
 
 
-@pytest.fixture(scope="session")
-def layout(tmp_path_factory, astronaut):
-    root = tmp_path_factory.mktemp("layout")
+def person_layout(root: Path, astronaut: np.ndarray, n: int, fakes: dict) -> Path:
+    """A real/fake folder dataset: per person of PERSONS (the astronaut, re-tinted) a real video of ``n`` frames
+    and, per ``fakes`` entry ``suffix: manipulation``, a fake video ``<person>_<suffix>.mp4``."""
     for i, p in enumerate(PERSONS):
-        frames = face_frames(np.clip(astronaut * (0.8 + 0.1 * i) + 5 * i, 0, 255).astype(np.uint8), n=12)
+        frames = face_frames(np.clip(astronaut * (0.8 + 0.1 * i) + 5 * i, 0, 255).astype(np.uint8), n=n)
         (root / "real" / p).mkdir(parents=True)
         (root / "fake" / p).mkdir(parents=True)
         write_video(root / "real" / p / f"{p}.mp4", frames)
-        write_video(root / "fake" / p / f"{p}_swap.mp4", [_fake(f) for f in frames])
+        for suffix, manipulate in fakes.items():
+            write_video(root / "fake" / p / f"{p}_{suffix}.mp4", [manipulate(f) for f in frames])
+    return root
+
+
+@pytest.fixture(scope="session")
+def layout(tmp_path_factory, astronaut):
+    root = person_layout(tmp_path_factory.mktemp("layout"), astronaut, 12, {"swap": _fake})
     (root / "fake" / "p0" / "corrupt.mp4").write_text("corrupt video bytes")
     return root
 

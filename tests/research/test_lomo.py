@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import PERSONS, face_frames, tiny_config, write_video, _fake
+from tests.conftest import _fake, person_layout, tiny_config
 
 METHODS = ("MethA", "MethB")
 
@@ -29,14 +29,7 @@ def two_methods(tmp_path_factory, astronaut):
     from model.crops import CropSpec
     from training import datasets, prepare
 
-    root = tmp_path_factory.mktemp("lomo_layout")
-    for i, p in enumerate(PERSONS):
-        frames = face_frames(np.clip(astronaut * (0.8 + 0.1 * i) + 5 * i, 0, 255).astype(np.uint8), n=8)
-        (root / "real" / p).mkdir(parents=True)
-        (root / "fake" / p).mkdir(parents=True)
-        write_video(root / "real" / p / f"{p}.mp4", frames)
-        write_video(root / "fake" / p / f"{p}_a.mp4", [_fake(f) for f in frames])
-        write_video(root / "fake" / p / f"{p}_b.mp4", [_fake_b(f) for f in frames])
+    root = person_layout(tmp_path_factory.mktemp("lomo_layout"), astronaut, 8, {"a": _fake, "b": _fake_b})
     df = datasets.index_dataset("folder", root)
     df.loc[df["path"].str.endswith("_a.mp4"), "method"] = "MethA"
     df.loc[df["path"].str.endswith("_b.mp4"), "method"] = "MethB"
