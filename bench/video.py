@@ -1,12 +1,14 @@
 """Benchmark: our video pipeline vs the original project's way, side by side on the same clip.
 
-    python -m bench.video [--clip PATH] [--frames 32] [--model DIR]
+    python -m bench.video [--clip PATH] [--real-clip PATH|none] [--frames 32] [--model DIR]
 
 Without --clip it writes a 10 s 1280x720 30 fps clip of a public-domain portrait (skimage astronaut) moving
 over a textured background. Prints our seconds per stage (decode, face detection, classification), then the
 original-style pipeline (sequential decode keeping evenly spaced frames -- the original kept one per second --,
 MTCNN rebuilt for every kept frame, ``model.predict`` per face) on the same number of frames, and finally
-``ratio: X`` = original-style seconds / ours. Not a test: timings on a shared machine are noisy.
+``ratio: X`` = original-style seconds / ours. When ``../shared/data/ffpp_mini`` is beside the checkout, the first
+FF++ c23 original clip is compared the same way (``--real-clip``); one ``ratio (clip): X`` line per clip, then
+``ratio: X`` for the first. Not a test: timings on a shared machine are noisy.
 """
 from __future__ import annotations
 
@@ -81,9 +83,37 @@ def original_style(model, clip: Path, n_frames: int, size: int, margin: float = 
     return t
 
 
+REAL_CLIPS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ffpp_mini" / "original_sequences" \
+    / "youtube" / "c23" / "videos"
+
+
+def compare(det, clip: Path, n_frames: int, label: str) -> float:
+    """Ours vs the original style on one clip, per stage; returns original-style seconds / ours."""
+    cap = cv2.VideoCapture(str(clip))
+    print(f"\n[{label}] clip: {clip.name} {int(cap.get(3))}x{int(cap.get(4))} {int(cap.get(7))} frames "
+          f"@ {cap.get(5):.0f} fps; model {det.card.backbone} {det.input_size}px; {n_frames} frames")
+    cap.release()
+    t0 = time.perf_counter()
+    res = det.analyze_video(clip, frames=n_frames)
+    ours = time.perf_counter() - t0
+    tm = res.timings
+    print(f"ours:     decode {tm['decode_s']:.2f}s  detect {tm['detect_s']:.2f}s  classify {tm['classify_s']:.2f}s  "
+          f"total {ours:.2f}s  ({len(res.frames)} frames, {sum(len(f.faces) for f in res.frames)} faces, "
+          f"{len(res.tracks)} tracks)")
+    t0 = time.perf_counter()
+    o = original_style(det.model, clip, n_frames, det.input_size)
+    orig = time.perf_counter() - t0
+    print(f"original: decode {o['decode_s']:.2f}s  detect {o['detect_s']:.2f}s  classify {o['classify_s']:.2f}s  "
+          f"total {orig:.2f}s  ({o['frames']} frames, {o['faces']} faces)")
+    print(f"per kept frame: ours {ours / max(len(res.frames), 1):.3f}s, original {orig / max(o['frames'], 1):.3f}s")
+    return orig / ours
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clip")
+    ap.add_argument("--real-clip", help=f"a real clip compared as well (default: the first of {REAL_CLIPS} when "
+                                        "that folder exists; 'none' to skip)")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--model", help="model folder (default: bundled sample model, else an untrained B0 at 128 px)")
     a = ap.parse_args()
@@ -91,27 +121,27 @@ def main() -> int:
 
     d = Path(a.model) if a.model else default_model_dir()
     det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
+    if a.real_clip and a.real_clip != "none":
+        real = Path(a.real_clip)
+    else:
+        found = sorted(REAL_CLIPS.glob("*.mp4")) if REAL_CLIPS.is_dir() and a.real_clip != "none" else []
+        real = found[0] if found else None
+    ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(a.clip) if a.clip else make_clip(Path(tmp) / "clip.mp4")
-        cap = cv2.VideoCapture(str(clip))
-        print(f"clip: {clip.name} {int(cap.get(3))}x{int(cap.get(4))} {int(cap.get(7))} frames "
-              f"@ {cap.get(5):.0f} fps; model {det.card.backbone} {det.input_size}px; {a.frames} frames")
-        cap.release()
-        det.analyze_video(clip, frames=4)  # warm-up: graph tracing, MTCNN weights
         t0 = time.perf_counter()
-        res = det.analyze_video(clip, frames=a.frames)
-        ours = time.perf_counter() - t0
-        tm = res.timings
-        print(f"ours:     decode {tm['decode_s']:.2f}s  detect {tm['detect_s']:.2f}s  classify {tm['classify_s']:.2f}s  "
-              f"total {ours:.2f}s  ({len(res.frames)} frames, {sum(len(f.faces) for f in res.frames)} faces, "
-              f"{len(res.tracks)} tracks)")
-        t0 = time.perf_counter()
-        o = original_style(det.model, clip, a.frames, det.input_size)
-        orig = time.perf_counter() - t0
-        print(f"original: decode {o['decode_s']:.2f}s  detect {o['detect_s']:.2f}s  classify {o['classify_s']:.2f}s  "
-              f"total {orig:.2f}s  ({o['frames']} frames, {o['faces']} faces)")
-        print(f"per kept frame: ours {ours / max(len(res.frames), 1):.3f}s, original {orig / max(o['frames'], 1):.3f}s")
-    print(f"ratio: {orig / ours:.2f}")
+        det.warm_up()  # graph tracing, MTCNN weights: once per process, the app does it at start
+        det.analyze_video(clip, frames=4)
+        print(f"warm-up: {time.perf_counter() - t0:.2f}s")
+        ratios["generated" if not a.clip else clip.name] = compare(det, clip, a.frames, "generated" if not a.clip else "clip")
+        if real is not None:
+            ratios[f"real {real.name}"] = compare(det, real, a.frames, "real")
+        else:
+            print(f"\n(no real clip: {REAL_CLIPS} not present)")
+    print()
+    for name, r in ratios.items():
+        print(f"ratio ({name}): {r:.2f}")
+    print(f"ratio: {next(iter(ratios.values())):.2f}")
     return 0
 
 

@@ -17,13 +17,14 @@ def _stamp(d: Path) -> tuple:
 @st.cache_resource(show_spinner="Loading the detector (first time only)…", max_entries=4)
 def _get_detector(model_dir: str, stamp: tuple):
     from model.api import Detector
-    from model.faces import get_mtcnn
     from model.uploads import sweep_stale_once
 
     sweep_stale_once()  # upload folders left by a killed server process
 
     det = Detector.load(model_dir)
-    get_mtcnn()
+    # MTCNN and the compiled graphs are built while the page renders and the user picks a file; an analysis
+    # that starts sooner waits for them (get_mtcnn's lock, tf.function's trace lock) rather than doing it twice.
+    det.warm_up(background=True)
     return det
 
 

@@ -227,6 +227,20 @@ class Detector:
         self._gradcam = None
         self._lock = threading.Lock()  # lazy initialisations shared by concurrent sessions
 
+    def warm_up(self, background: bool = False) -> threading.Thread | None:
+        """Build MTCNN and trace every compiled graph (classifier, MTCNN's three stages) on tiny inputs, so the
+        first real request pays only for its own work. ``background``: do it in a daemon thread (returned) --
+        a request that arrives meanwhile waits for the graphs it needs instead of tracing them twice."""
+        if background:
+            t = threading.Thread(target=self.warm_up, name="detector-warm-up", daemon=True)
+            t.start()
+            return t
+        from model.faces import get_mtcnn
+
+        self._predict(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+        get_mtcnn()
+        return None
+
     def calibrate(self, raw):
         """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
         return self.calibration.apply(raw)

@@ -62,3 +62,30 @@ def test_large_image_downscaled_for_detection_boxes_mapped_back(astronaut):
     assert len(f) == 1
     small = FaceExtractor(crop_size=64).detect(astronaut)[0]
     assert abs(f[0].box[0] - small.box[0] * 4) < 40 and abs(f[0].box[2] - small.box[2] * 4) < 40
+
+
+def _detections(raw):
+    return [(list(r["box"]), float(r["confidence"]), {k: list(v) for k, v in r["keypoints"].items()}) for r in raw]
+
+
+def test_compiled_mtcnn_finds_exactly_what_eager_mtcnn_finds(astronaut, face_video):
+    """The engine's MTCNN (stage networks as compiled graphs) vs mtcnn's own eager pipeline: the same boxes,
+    confidences and keypoints, bit for bit, on a photo, a group of faces and the frames of a clip."""
+    import cv2
+
+    from model import video
+    from model.faces import build_mtcnn, get_mtcnn
+
+    eager, compiled = build_mtcnn(compiled=False), get_mtcnn()
+    assert compiled is not eager and compiled.stages[0].__class__.__name__ == "FastPNet"
+    tile = cv2.resize(astronaut, (160, 160))
+    grid = np.concatenate([np.concatenate([tile] * 3, axis=1)] * 2, axis=0)
+    _, frames = video.read_frames(face_video, n=4)
+    images = [astronaut, grid] + [f for _, f in frames]
+    found = 0
+    for im in images:
+        for kw in ({}, {"min_face_size": 14, "threshold_onet": 0.8}):  # mtcnn's defaults; a deeper pyramid
+            a, b = _detections(eager.detect_faces(im, **kw)), _detections(compiled.detect_faces(im, **kw))
+            assert a == b
+            found += len(a)
+    assert found >= 2 * (1 + 6 + 4)  # every face of every image, under both settings

@@ -55,3 +55,22 @@ def test_streamed_scores_match_scoring_the_same_crops_at_once(tiny_detector, fac
     res = tiny_detector.analyze(face_video, frames=8, strategy=strategy)
     per_frame = [[f.score for f in fr.faces] for fr in res.frames]
     assert res.score == pytest.approx(video.aggregate(per_frame, strategy))
+
+
+def test_compiled_detection_leaves_crops_and_scores_unchanged(tiny_detector, face_video, monkeypatch):
+    """The old per-frame path (mtcnn's eager pipeline) and the engine's compiled MTCNN give the same faces, the
+    same crops and the same scores for every sampled frame of a clip: exactly, not within a tolerance."""
+    from model import faces
+
+    new = tiny_detector.analyze_video(face_video, frames=8)
+    eager = faces.build_mtcnn(compiled=False)
+    monkeypatch.setattr(faces, "get_mtcnn", lambda: eager)
+    old = tiny_detector.analyze_video(face_video, frames=8)
+    assert len(new.all_faces) == len(old.all_faces) >= 8
+    for a, b in zip(old.all_faces, new.all_faces):
+        assert (a.frame, a.box, a.confidence, a.keypoints, a.track) == (b.frame, b.box, b.confidence, b.keypoints, b.track)
+        assert a.raw_score == b.raw_score
+        assert (a.crop is None) == (b.crop is None)
+        if a.crop is not None:
+            assert np.array_equal(a.crop, b.crop)
+    assert old.score == new.score and old.raw_score == new.raw_score
