@@ -271,7 +271,10 @@ def _slices(ft: pd.DataFrame, fc: pd.DataFrame, vds: list[str], thr: float, n_bo
                     continue
                 out.append(slice_metrics(dc, thr, n_boot, level=level, dataset=dname, method="all", compression=comp))
                 for m in sorted(dc.loc[dc["label"] == 1, "method"].unique()):
-                    both = pd.concat([reals, dc[(dc["label"] == 1) & (dc["method"] == m)]])
+                    fakes = dc[(dc["label"] == 1) & (dc["method"] == m)]
+                    # a method's fakes against the reals of the datasets it occurs in: in the pooled slice, FF++'s
+                    # methods against DFDC's reals would measure the source, not the manipulation
+                    both = pd.concat([reals[reals["dataset"].isin(set(fakes["dataset"]))], fakes])
                     out.append(slice_metrics(both, thr, n_boot, level=level, dataset=dname, method=m, compression=comp))
     return out
 

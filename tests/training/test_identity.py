@@ -125,3 +125,22 @@ def test_evaluate_can_restrict_the_test_files_to_a_held_out_dataset(tmp_path):
     assert len(choose_test_files(tmp_path, idx)) == 4
     with pytest.raises(ValueError, match="no test files of celebdf"):
         choose_test_files(tmp_path, idx, datasets=["celebdf"])
+
+
+def test_method_slices_compare_a_method_with_the_reals_of_its_own_datasets():
+    from training.evaluate import _slices
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for ds, method, n in (("dfdc", "dfdc_fake", 40), ("ffpp", "Deepfakes", 20)):
+        for i in range(n):
+            rows.append(dict(dataset=ds, method="real", label=0, compression="", group=f"{ds}{i % 10}",
+                             score=rng.uniform(0.0, 0.5) if ds == "dfdc" else rng.uniform(0.4, 0.9), raw_score=0.5))
+            rows.append(dict(dataset=ds, method=method, label=1, compression="", group=f"{ds}{i % 10}",
+                             score=rng.uniform(0.45, 1.0), raw_score=0.5))
+    ft = pd.DataFrame(rows)
+    out = _slices(ft, ft.iloc[0:0], ["dfdc", "ffpp"], 0.5, 50)
+    pooled = next(s for s in out if s["level"] == "file" and s["dataset"] != "ffpp" and s["method"] == "Deepfakes")
+    own = next(s for s in out if s["level"] == "file" and s["dataset"] == "ffpp" and s["method"] == "Deepfakes")
+    # FF++'s fakes are compared with FF++'s reals only, even in the pooled slice
+    assert pooled["n"] == own["n"] == 40 and pooled["auc"] == own["auc"]
