@@ -68,9 +68,17 @@ def render(det) -> None:
         with st.expander("Earlier bundled models (history)"):
             st.dataframe(hist, hide_index=True)
     st.subheader("Limits")
+    flagged = {k.removeprefix("false_alarm_rate_"): v for k, v in (card.metrics or {}).items()
+               if k.startswith("false_alarm_rate_") and isinstance(v, dict) and (v.get("rate") or 0) >= 0.2}
+    if flagged:
+        rates = ", ".join(f"{name} {100 * v['rate']:.0f} % of {v.get('n', '?')}" for name, v in sorted(flagged.items()))
+        st.warning(f"**Ordinary photos are often flagged.** At its threshold this model calls real photos fake on "
+                   f"held-out photo sets ({rates}, measured by its evaluation): a \"fake\" on a plain portrait is "
+                   "likely a false alarm.")
     st.markdown("""
-- **A demo model.** The bundled model was trained on about a hundred FaceForensics++ / Google DFD videos, LFW
-  photos and self-blended fakes on a laptop CPU. Real use needs the full datasets (see the README for the commands).
+- **A demo model.** The bundled model was trained on a 2-core CPU from DFDC face crops (4,500 real videos and one fake
+  of each), about a hundred FaceForensics++ / Google DFD videos and LFW photos with self-blended fakes. Real use needs
+  the full datasets (see the README for the commands).
 - **New generators evade detectors.** A detector learns the traces of the manipulations it saw; diffusion models,
   new face-swap tools and heavy re-compression can hide them.
 - **A score is evidence, not proof.** Low scores do not certify a video as authentic; high scores can be false
