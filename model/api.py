@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import threading
 import time
@@ -223,16 +224,35 @@ class Detector:
             raise ValueError(f"crop spec size {self.spec.size} != model input {self.input_size}")
         self.calibration = card.calibrator()
         tspec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
-        self._predict = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
+        self._compiled = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
+        self._traced = threading.Event()
+        self._trace_lock = threading.Lock()  # one thread traces the classifier (Keras tracing is not thread-safe)
         self._gradcam = None
         self._lock = threading.Lock()  # lazy initialisations shared by concurrent sessions
+
+    def _predict(self, x):
+        """The compiled classifier on a batch of crops; the first call (the trace) is made by one thread at a time,
+        so a request arriving during the background warm-up waits for it instead of tracing beside it."""
+        if not self._traced.is_set():
+            with self._trace_lock:
+                out = self._compiled(x)
+                self._traced.set()
+                return out
+        return self._compiled(x)
 
     def warm_up(self, background: bool = False) -> threading.Thread | None:
         """Build MTCNN and trace every compiled graph (classifier, MTCNN's three stages) on tiny inputs, so the
         first real request pays only for its own work. ``background``: do it in a daemon thread (returned) --
         a request that arrives meanwhile waits for the graphs it needs instead of tracing them twice."""
         if background:
-            t = threading.Thread(target=self.warm_up, name="detector-warm-up", daemon=True)
+            def run():
+                try:
+                    self.warm_up()
+                except Exception as e:  # noqa: BLE001 - an optimisation: the first request traces instead
+                    logging.getLogger(__name__).warning("detector warm-up failed (the first request will build "
+                                                        "the graphs): %s", str(e).splitlines()[0] if str(e) else e)
+
+            t = threading.Thread(target=run, name="detector-warm-up", daemon=True)
             t.start()
             return t
         from model.faces import get_mtcnn
