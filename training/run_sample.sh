@@ -21,8 +21,11 @@ python -m training train configs/lodo_no_ffpp.toml --run-dir runs/lodo-no-ffpp
 # UTKFace was never trained on: the whole set is a held-out audit of false alarms by gender and race
 python -m training calibrate runs/sample --policy youden
 python -m training evaluate runs/sample --audit utkface="$DATA/utkface" --max-photos 1500
-for run in lodo-no-dfdc lodo-no-ffpp; do
-  python -m training evaluate "runs/$run" --max-photos 300
-done
+python -m training evaluate runs/lodo-no-dfdc --datasets dfdc
+python -m training evaluate runs/lodo-no-ffpp --datasets ffpp dfd
+# the stronger-encoder candidate (frozen CLIP ViT-B/16 + logistic regression), on validation only; its adoption rule
+# is in docs/clip_candidate_rule.md
+python -m research.clip_probe --config configs/sample.toml --out runs/_clip --per-split-label 120
+python -m research.v3_tables runs/sample --lodo runs/lodo-no-dfdc runs/lodo-no-ffpp
 # faithfulness of the explanation methods on the bundled model
 python -m training explain-eval runs/sample
