@@ -460,17 +460,15 @@ class Detector:
         prov = None
         try:
             with limits.analysis_slot(on_wait):
+                prov = provenance.read(path)  # path or bytes, once per file; never raises
                 if kind == "image":
-                    prov = provenance.read(path)
                     res = self.analyze_image(path)
                 elif is_bytes:
                     from model import uploads
 
                     with uploads.spooled(path, name) as p:
-                        prov = provenance.read(p)
                         res = self.analyze_video(p, frames=frames, strategy=strategy, progress=progress)
                 else:
-                    prov = provenance.read(path)
                     res = self.analyze_video(path, frames=frames, strategy=strategy, progress=progress)
         except MediaError as e:
             res = self._base(name, kind)
