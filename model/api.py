@@ -1,14 +1,21 @@
 """The one public API that the CLI and the dashboard both call.
 
-    det = Detector.load()                     # bundled sample model (or a folder / $DEEPFAKE_MODEL)
-    res = det.analyze_image("photo.jpg")      # ImageResult: faces with P(fake), file score, label
-    res = det.analyze_video("clip.mp4")       # VideoResult: frames, face tracks, aggregated score
+    det = Detector.load()                     # every bundled detector of the registry (or a folder / $DEEPFAKE_MODEL)
+    res = det.analyze_image("photo.jpg")      # Result: faces with P(fake) per detector, file scores, verdicts
+    res = det.analyze_video("clip.mp4")       # Result: frames, face tracks, aggregated scores
     res = det.analyze("any/path" or bytes)    # dispatch on content; errors captured in res.error
+    res.detectors["generated"]["score"]       # one detector's calibrated P(fake) of the file
+    res.verdict                               # combined verdict (model.registry.VERDICT_RULE)
     res.provenance                            # content credentials (C2PA) + EXIF camera: beside the score, never in it
-    heat, over = det.explain(face_crop)       # Grad-CAM heat map [0, 1] and overlay image
+    heat, over = det.explain(face_crop, detector="generated")   # Grad-CAM heat map [0, 1] and overlay image
+
+One file flows through four steps: decode -> find faces (once) -> every detector scores them (crops cut once per
+distinct crop contract; ``Scorer`` is one detector) -> aggregate per detector and combine the verdicts. Adding a
+detector is one registry entry (``model.registry``); the flow does not change.
 
 Scores are P(fake) in [0, 1]; ``label`` is ``fake`` when score >= threshold, ``real`` below it, and
-``unknown`` when no face was found or when the model is untrained (its scores are no verdict).
+``unknown`` when no face was found or when the model is untrained (its scores are no verdict). A result's
+``score`` / ``label`` are the default (first) detector's, the meaning they had before there were several.
 """
 from __future__ import annotations
 
@@ -23,8 +30,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from model import isolation, limits, media, provenance, results, video
-from model.crops import CropSpec, image_faces
+from model import isolation, limits, media, provenance, registry, results, video
+from model.crops import CropSpec, crop_box_image, image_faces
 from model.faces import Face
 from model.media import MediaError
 
@@ -70,6 +77,8 @@ class FaceResult:
     track: int | None = None
     crop: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     raw_score: float | None = None  # the network's output before calibration
+    # every detector's {"score", "raw_score", "label"} for this face (score/label/raw_score above: the default's)
+    detectors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in dataclasses.asdict(self).items() if k != "crop"}
@@ -86,10 +95,11 @@ class TrackResult:
     scores: list[float]
     score: float
     label: str
+    detectors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # per detector: score, label
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "frames": self.frames, "scores": [round(s, 6) for s in self.scores],
-                "score": round(self.score, 6), "label": self.label}
+                "score": round(self.score, 6), "label": self.label, "detectors": self.detectors}
 
 
 @dataclasses.dataclass
@@ -128,6 +138,9 @@ class Result:
     # content credentials and EXIF camera/software (``model.provenance.Provenance.to_dict()``), read once per file
     # by ``Detector.analyze``; evidence beside the score, never part of it. None when not read.
     provenance: dict[str, Any] | None = None
+    # per detector (registry order; the first is the default): score, raw_score, label, threshold, detects
+    detectors: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    verdict: str = "unknown"  # combined verdict of the detectors (model.registry.VERDICT_RULE)
 
     @property
     def faces(self) -> int:
@@ -147,6 +160,7 @@ class Result:
             "label": self.label, "error": self.error, "note": self.note, "threshold": self.threshold,
             "model": self.model, "model_trained": self.model_trained,
             "score_meaning": "P(fake) in [0, 1]", "provenance": self.provenance,
+            "detectors": self.detectors, "verdict": self.verdict, "verdict_rule": registry.VERDICT_RULE,
         }
         if self.kind == "image":
             d.update(width=self.width, height=self.height, face_results=[f.to_dict() for f in self.face_results])
@@ -163,7 +177,8 @@ class Result:
         """The CSV columns (``model.results.COLUMNS``) of this result."""
         return results.csv_row({"path": self.path, "kind": self.kind, "faces": self.faces, "score": self.score,
                                 "label": self.label, "error": self.error, "note": self.note,
-                                "provenance": self.provenance})
+                                "provenance": self.provenance, "detectors": self.detectors, "verdict": self.verdict},
+                               list(self.detectors))
 
 
 CSV_COLUMNS = results.COLUMNS
@@ -171,24 +186,29 @@ CSV_COLUMNS = results.COLUMNS
 
 class _VideoScan:
     """What ``Detector.analyze_video`` accumulates while frames stream: frame results, face tracks (only each
-    track's best crop is kept), per-frame raw scores, the key frame (the highest-scoring face's) and timings."""
+    track's best crop is kept, by the default detector's score), per-frame raw scores of every detector, the key
+    frame (the highest-scoring face's) and timings."""
 
-    def __init__(self, res: Result):
+    def __init__(self, res: Result, keys: list[str]):
         self.res = res
         self.fps = 25.0
         self.timings = {"decode_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}
         self.linker = video.TrackLinker()
         self.track_best: dict[int, FaceResult] = {}
-        self.raw_frames: list[list[float]] = []
+        self.raw_frames: dict[str, list[list[float]]] = {k: [] for k in keys}
         self.key: np.ndarray | None = None
         self.best = -1.0
 
-    def add_chunk(self, det: "Detector", chunk, per_frame: list[list[Face]], raw: np.ndarray) -> None:
-        scores = iter(raw)
+    def add_chunk(self, det: "Detector", chunk, per_frame: list[list[Face]], raw: dict[str, np.ndarray]) -> None:
+        i = 0
         for (idx, frame), faces in zip(chunk, per_frame):
-            frs = [self._add_face(det._face_result(f, float(next(scores)), frame=idx, track=tid), frame)
-                   for f, tid in zip(faces, self.linker.add([f.box for f in faces]))]
-            self.raw_frames.append([f.raw_score for f in frs])
+            frs = []
+            for f, tid in zip(faces, self.linker.add([f.box for f in faces])):
+                frs.append(self._add_face(det._face_result(f, {k: float(r[i]) for k, r in raw.items()}, frame=idx,
+                                                           track=tid), frame))
+                i += 1
+            for k in self.raw_frames:
+                self.raw_frames[k].append([f.detectors[k]["raw_score"] for f in frs])
             self.res.frames.append(FrameResult(index=idx, time_s=idx / self.fps, faces=frs))
 
     def _add_face(self, fr: FaceResult, frame: np.ndarray) -> FaceResult:
@@ -210,18 +230,20 @@ def _video_info(info, sampled: int) -> dict[str, Any]:
             "sequential": info.sequential, "analysed_s": info.analysed_s}
 
 
-# --------------------------------------------------------------------------- detector
-class Detector:
-    def __init__(self, model, card, spec: CropSpec | None = None, name: str = ""):
+# --------------------------------------------------------------------------- one detector
+class Scorer:
+    """One detector of the registry: a network and its model card (what it detects, its face-crop contract, its
+    calibration and threshold). It scores crops cut by its own contract; ``Detector`` runs the flow around it."""
+
+    def __init__(self, model, card, key: str = "model", name: str = ""):
         import tensorflow as tf
 
         self.model = model
         self.card = card
+        self.key = key
         self.name = name or card.backbone
         self.input_size = int(model.input_shape[1])
-        self.spec = spec or card.spec()
-        if self.spec.size != self.input_size:
-            raise ValueError(f"crop spec size {self.spec.size} != model input {self.input_size}")
+        self.spec = card.spec()
         self.calibration = card.calibrator()
         tspec = tf.TensorSpec([None, self.input_size, self.input_size, 3], tf.float32)
         self._compiled = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=[tspec], autograph=False)
@@ -229,6 +251,27 @@ class Detector:
         self._trace_lock = threading.Lock()  # one thread traces the classifier (Keras tracing is not thread-safe)
         self._gradcam = None
         self._lock = threading.Lock()  # lazy initialisations shared by concurrent sessions
+
+    @property
+    def detects(self) -> str:
+        return self.card.detects or "face manipulation (its model card does not say which)"
+
+    @property
+    def looks_for(self) -> str:
+        return self.card.looks_for
+
+    @property
+    def threshold(self) -> float:
+        return float(self.card.threshold)
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.card.trained)
+
+    def cut(self) -> tuple:
+        """What decides the crop's pixels once a face's box is known: crops are shared between detectors with
+        the same cut."""
+        return (self.spec.size, self.spec.margin, self.spec.interpolation)
 
     def _predict(self, x):
         """The compiled classifier on a batch of crops; the first call (the trace) is made by one thread at a time,
@@ -240,10 +283,123 @@ class Detector:
                 return out
         return self._compiled(x)
 
+    def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """RAW network P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled
+        tf.function. Only one batch at a time is converted to float32."""
+        if isinstance(crops, np.ndarray) and crops.ndim == 3:
+            crops = crops[None]
+        if len(crops) == 0:
+            return np.zeros((0,), np.float32)
+        out = [self._predict(np.asarray(crops[i:i + batch_size], dtype=np.float32)).numpy()
+               for i in range(0, len(crops), batch_size)]
+        return np.concatenate(out).astype(np.float32)
+
+    def calibrate(self, raw):
+        """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
+        return self.calibration.apply(raw)
+
+    def label_for(self, score: float | None, threshold: float | None = None) -> str:
+        if score is None or not self.trained:
+            return "unknown"
+        return "fake" if score >= (self.threshold if threshold is None else threshold) else "real"
+
+    def verdict(self, raw: float | None) -> dict[str, Any]:
+        """{score, raw_score, label} of one raw score (None: no face)."""
+        score = None if raw is None else float(self.calibrate(float(raw)))
+        return {"score": score, "raw_score": None if raw is None else float(raw), "label": self.label_for(score)}
+
+    def explain(self, crop: np.ndarray, target: str = "fake") -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM for one face crop: (heat map in [0, 1], S x S; overlay RGB uint8)."""
+        from model import gradcam
+
+        with self._lock:
+            if self._gradcam is None:
+                self._gradcam = gradcam.make_gradcam_fn(self.model)
+        c = np.asarray(crop)
+        if c.shape[:2] != (self.input_size, self.input_size):
+            import cv2
+
+            c = cv2.resize(c, (self.input_size, self.input_size))
+        cam = self._gradcam(c[None].astype(np.float32), target)[0]
+        heat = gradcam.normalize_cam(cam, self.input_size)
+        return heat, gradcam.overlay(c.astype(np.uint8), heat)
+
+
+# --------------------------------------------------------------------------- the engine
+class Detector:
+    """The analysis flow around one or several ``Scorer``s (the registry's detectors): decode, find faces once,
+    let every detector score them, aggregate and combine. The first scorer is the default: ``score``, ``label``,
+    ``threshold``, ``model``, ``card`` and ``spec`` are its (the single-detector API callers rely on)."""
+
+    def __init__(self, model=None, card=None, spec: CropSpec | None = None, name: str = "",
+                 scorers: Sequence[Scorer] | None = None):
+        self.scorers = list(scorers) if scorers else [Scorer(model, card, key="model", name=name)]
+        if len({s.key for s in self.scorers}) != len(self.scorers):
+            raise ValueError("detector keys must be unique")
+        first = self.scorers[0]
+        self.name = name or first.name
+        self.spec = spec or first.spec  # detection settings (shared by all) and the default detector's crop
+        if self.spec.size != first.input_size:
+            raise ValueError(f"crop spec size {self.spec.size} != model input {first.input_size}")
+        for s in self.scorers[1:]:
+            if s.spec.size != s.input_size:
+                raise ValueError(f"{s.key}: crop spec size {s.spec.size} != model input {s.input_size}")
+
+    # the default detector's attributes (single-detector callers)
+    @property
+    def default(self) -> Scorer:
+        return self.scorers[0]
+
+    @property
+    def model(self):
+        return self.default.model
+
+    @property
+    def card(self):
+        return self.default.card
+
+    @property
+    def calibration(self):
+        return self.default.calibration
+
+    @property
+    def input_size(self) -> int:
+        return self.default.input_size
+
+    @property
+    def threshold(self) -> float:
+        return self.default.threshold
+
+    @property
+    def trained(self) -> bool:
+        return self.default.trained
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.scorers]
+
+    def scorer(self, key: str | None = None) -> Scorer:
+        if key is None:
+            return self.default
+        for s in self.scorers:
+            if s.key == key:
+                return s
+        raise KeyError(f"no detector {key!r} loaded (loaded: {', '.join(self.keys)})")
+
+    def score_crops(self, crops, batch_size: int = 32) -> np.ndarray:
+        """The default detector's RAW P(fake) for crops cut by its contract (``calibrate`` before showing)."""
+        return self.default.score_crops(crops, batch_size)
+
+    def calibrate(self, raw):
+        return self.default.calibrate(raw)
+
+    def label_for(self, score: float | None, threshold: float | None = None) -> str:
+        return self.default.label_for(score, threshold)
+
     def warm_up(self, background: bool = False) -> threading.Thread | None:
-        """Build MTCNN and trace every compiled graph (classifier, MTCNN's three stages) on tiny inputs, so the
-        first real request pays only for its own work. ``background``: do it in a daemon thread (returned) --
-        a request that arrives meanwhile waits for the graphs it needs instead of tracing them twice."""
+        """Build MTCNN and trace every compiled graph (each detector's classifier, MTCNN's three stages) on tiny
+        inputs, so the first real request pays only for its own work. ``background``: do it in a daemon thread
+        (returned) -- a request that arrives meanwhile waits for the graphs it needs instead of tracing them twice."""
         if background:
             def run():
                 try:
@@ -257,29 +413,38 @@ class Detector:
             return t
         from model.faces import get_mtcnn
 
-        self._predict(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+        for s in self.scorers:
+            s._predict(np.zeros((1, s.input_size, s.input_size, 3), np.float32))
         get_mtcnn()
         return None
 
-    def calibrate(self, raw):
-        """Calibrated P(fake) for raw network scores (the model card's calibration; identity when none)."""
-        return self.calibration.apply(raw)
-
     # ---- construction
     @classmethod
-    def load(cls, directory: str | os.PathLike | None = None, **spec_overrides) -> "Detector":
-        """Load a saved model folder (``detector.keras`` + ``model_card.json``) with safe_mode.
-
-        With no argument: ``$DEEPFAKE_MODEL`` if set, else the bundled sample model; ModelNotFound when the
-        folder has no detector.keras. The face-crop contract comes from the model card; ``spec_overrides``
-        (e.g. ``min_confidence=0.8``) change detection settings for this session only.
-        """
+    def load(cls, directory: str | os.PathLike | None = None, detectors: str | Sequence[str] | None = None,
+             **spec_overrides) -> "Detector":
+        """Load detectors with safe_mode: ``directory`` (a model folder: ``detector.keras`` + ``model_card.json``)
+        or ``$DEEPFAKE_MODEL`` -> that one detector; otherwise the registry's detectors (``detectors``: keys or
+        "faceswap,generated"; default every bundled one). ModelNotFound when a folder has no detector.keras.
+        The face-crop contract comes from each model card; ``spec_overrides`` (e.g. ``min_confidence=0.8``)
+        change detection settings for this session only."""
         from model.network import load_detector
 
-        d = require_model_dir(directory)
-        model, card = load_detector(d)
-        spec = card.spec().replace(**spec_overrides) if spec_overrides else None
-        return cls(model, card, spec, name=str(d))
+        if directory or os.environ.get(MODEL_ENV):
+            if detectors not in (None, "all"):
+                raise registry.RegistryError("--detectors chooses among the bundled detectors; with --model (or "
+                                             f"${MODEL_ENV}) the one model folder is the detector")
+            d = require_model_dir(directory)
+            model, card = load_detector(d)
+            scorers = [Scorer(model, card, key="model", name=str(d))]
+        else:
+            scorers = []
+            for key in registry.parse(detectors):
+                d = registry.entry(key).folder
+                model, card = load_detector(d)
+                scorers.append(Scorer(model, card, key=key, name=str(d)))
+        first = scorers[0]
+        spec = first.spec.replace(**spec_overrides) if spec_overrides else None
+        return cls(spec=spec, name=first.name, scorers=scorers)
 
     @classmethod
     def untrained(cls, backbone: str = "efficientnet_b0", input_size: int = 128) -> "Detector":
@@ -288,51 +453,66 @@ class Detector:
         card = ModelCard(backbone=backbone, input_size=input_size, crop_spec=CropSpec(size=input_size).to_dict())
         return cls(build_detector(backbone, input_size), card, name=f"untrained {backbone}")
 
-    @property
-    def threshold(self) -> float:
-        return float(self.card.threshold)
-
-    @property
-    def trained(self) -> bool:
-        return bool(self.card.trained)
-
     def describe(self) -> str:
-        state = "trained" if self.trained else "UNTRAINED (random weights: scores are not a verdict)"
-        return f"model {self.name} [{self.card.backbone}, {self.input_size}px, threshold {self.threshold:.3f}, {state}]"
+        def one(s: Scorer) -> str:
+            state = "trained" if s.trained else "UNTRAINED (random weights: scores are not a verdict)"
+            return f"{s.key}: {s.name} [{s.card.backbone}, {s.input_size}px, threshold {s.threshold:.3f}, {state}]"
 
-    def label_for(self, score: float | None, threshold: float | None = None) -> str:
-        if score is None or not self.trained:
-            return "unknown"
-        return "fake" if score >= (self.threshold if threshold is None else threshold) else "real"
-
-    # ---- scoring
-    def score_crops(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """RAW network P(fake) for face crops (N x S x S x 3, RGB 0-255), batched through a compiled
-        tf.function. The engine calibrates these (``calibrate``) before showing them. Only one batch at a time
-        is converted to float32."""
-        if isinstance(crops, np.ndarray) and crops.ndim == 3:
-            crops = crops[None]
-        if len(crops) == 0:
-            return np.zeros((0,), np.float32)
-        out = [self._predict(np.asarray(crops[i:i + batch_size], dtype=np.float32)).numpy()
-               for i in range(0, len(crops), batch_size)]
-        return np.concatenate(out).astype(np.float32)
+        return "model " + "; ".join(one(s) for s in self.scorers)
 
     def _base(self, path: str, kind: str) -> Result:
-        return Result(path=path, kind=kind, threshold=self.threshold, model=self.name, model_trained=self.trained)
+        res = Result(path=path, kind=kind, threshold=self.threshold, model=self.name, model_trained=self.trained)
+        res.detectors = {s.key: {**s.verdict(None), "threshold": s.threshold, "detects": s.detects}
+                         for s in self.scorers}
+        return res
+
+    # ---- the steps every file goes through
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """Step 1: the faces of one image, found once (the default contract's detection settings and crop)."""
+        return image_faces(image, self.spec)
+
+    def score_faces(self, faces: Sequence[tuple[np.ndarray, Face]]) -> dict[str, np.ndarray]:
+        """Step 2: every detector's RAW P(fake) for ``faces`` ((image the face is in, Face) pairs). Each face is
+        cut once per distinct crop contract: the detection's own crop serves every detector with the default cut."""
+        own = (self.spec.size, self.spec.margin, self.spec.interpolation)
+        cuts: dict[tuple, list[np.ndarray]] = {own: [f.crop for _, f in faces]}
+        out = {}
+        for s in self.scorers:
+            c = own if s is self.default else s.cut()
+            if c not in cuts:
+                cuts[c] = [crop_box_image(img, f.box, s.spec) for img, f in faces]
+            out[s.key] = s.score_crops(cuts[c])
+        return out
+
+    def conclude(self, res: Result, raw: dict[str, float | None]) -> Result:
+        """Step 3: the file's score and label per detector from its aggregated raw scores, the default detector's
+        as ``score`` / ``label``, and the combined verdict."""
+        for s in self.scorers:
+            res.detectors[s.key] = {**s.verdict(raw[s.key]), "threshold": s.threshold, "detects": s.detects}
+        d = res.detectors[self.default.key]
+        res.raw_score, res.score, res.label = d["raw_score"], d["score"], d["label"]
+        res.verdict = registry.combine(v["label"] for v in res.detectors.values())
+        return res
+
+    def _face_result(self, f: Face, raw: dict[str, float], frame: int | None = None,
+                     track: int | None = None) -> FaceResult:
+        per = {s.key: s.verdict(raw[s.key]) for s in self.scorers}
+        d = per[self.default.key]
+        return FaceResult(box=[int(v) for v in f.box], confidence=round(float(f.confidence), 4),
+                          keypoints={k: [round(a, 1), round(b, 1)] for k, (a, b) in f.keypoints.items()},
+                          score=d["score"], label=d["label"], frame=frame, track=track, crop=f.crop,
+                          raw_score=d["raw_score"], detectors=per)
 
     # ---- images
     def analyze_array(self, image: np.ndarray, path: str = "<array>") -> Result:
         res = self._base(path, "image")
         res.height, res.width = image.shape[:2]
         res.image = image
-        faces = image_faces(image, self.spec)
-        raw = self.score_crops([f.crop for f in faces])
-        res.face_results = [self._face_result(f, s) for f, s in zip(faces, raw)]
-        res.raw_score = float(max(raw)) if len(raw) else None
-        res.score = self.calibrate(res.raw_score)
-        res.label = self.label_for(res.score)
-        return res
+        faces = self.find_faces(image)
+        raw = self.score_faces([(image, f) for f in faces])
+        res.face_results = [self._face_result(f, {k: float(r[i]) for k, r in raw.items()})
+                            for i, f in enumerate(faces)]
+        return self.conclude(res, {k: (float(max(r)) if len(r) else None) for k, r in raw.items()})
 
     def analyze_image(self, source: str | os.PathLike | bytes, path: str | None = None) -> Result:
         """Decode (in a child process unless isolation is off; bytes from memory) and analyse an image."""
@@ -345,13 +525,6 @@ class Detector:
             return res
         return self.analyze_array(image, name)
 
-    def _face_result(self, f: Face, raw: float, frame: int | None = None, track: int | None = None) -> FaceResult:
-        score = self.calibrate(float(raw))
-        return FaceResult(box=[int(v) for v in f.box], confidence=round(float(f.confidence), 4),
-                          keypoints={k: [round(a, 1), round(b, 1)] for k, (a, b) in f.keypoints.items()},
-                          score=score, label=self.label_for(score), frame=frame, track=track, crop=f.crop,
-                          raw_score=float(raw))
-
     # ---- videos
     def analyze_video(self, path: str | os.PathLike, frames: int | None = None, strategy: str = video.DEFAULT_STRATEGY,
                       max_duration_s: float | None = None, progress: Callable[[float, str], None] | None = None,
@@ -359,8 +532,8 @@ class Detector:
         """Frames stream from the decoder (a child process unless isolation is off), downscaled on arrival to the
         crop contract's ``decode_max_side``; faces are detected (``spec.video_extractor``, ``detect_batch`` frames
         per MTCNN call: batching costs ~45 MB per 720p frame for little speed) and the crops of ``chunk_frames``
-        frames scored together, so memory does not grow with the frame count: the result keeps one key frame
-        (the highest-scoring face's) and, per face track, the crop of its highest-scoring face.
+        frames scored together by every detector, so memory does not grow with the frame count: the result keeps
+        one key frame (the highest-scoring face's) and, per face track, the crop of its highest-scoring face.
         ``frames`` defaults to ``spec.frames``, ``max_duration_s`` to ``Limits.max_video_s``."""
         if strategy not in video.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
@@ -368,7 +541,7 @@ class Detector:
         res.strategy = strategy
         if progress:
             progress(0.0, "decoding frames")
-        scan = _VideoScan(res)
+        scan = _VideoScan(res, self.keys)
         try:
             info = self._scan_video(path, scan, frames or self.spec.frames, max_duration_s, progress, detect_batch,
                                     chunk_frames)
@@ -380,9 +553,7 @@ class Detector:
         res.note = info.note()
         res.video_info = _video_info(info, len(res.frames))
         res.tracks = self._track_results(res.frames, strategy)
-        res.raw_score = video.aggregate(scan.raw_frames, strategy)
-        res.score = self.calibrate(res.raw_score)
-        res.label = self.label_for(res.score)
+        self.conclude(res, {k: video.aggregate(v, strategy) for k, v in scan.raw_frames.items()})
         res.image = scan.key
         if progress:
             progress(1.0, "done")
@@ -412,28 +583,32 @@ class Detector:
             return stream.info
 
     def _detect_and_score(self, vx, chunk, detect_batch: int, timings: dict[str, float]):
-        """Faces of each frame of ``chunk`` ((index, frame) pairs) and the raw scores of all their crops."""
+        """Faces of each frame of ``chunk`` ((index, frame) pairs) and every detector's raw scores of them."""
         t0 = time.perf_counter()
         per_frame = [faces for sub in video.iter_batches(chunk, detect_batch)
                      for faces in vx.detect_batch([f for _, f in sub])]
         t1 = time.perf_counter()
-        raw = self.score_crops([f.crop for faces in per_frame for f in faces])
+        raw = self.score_faces([(frame, f) for (_, frame), faces in zip(chunk, per_frame) for f in faces])
         timings["detect_s"] += t1 - t0
         timings["classify_s"] += time.perf_counter() - t1
         return per_frame, raw
 
     def _track_results(self, frames: list[FrameResult], strategy: str) -> list[TrackResult]:
-        """One TrackResult per face track: its frames, calibrated face scores and aggregated score."""
-        tracks: dict[int, list[tuple[int, float]]] = {}
+        """One TrackResult per face track: its frames, the default detector's calibrated face scores and
+        aggregated score, and every detector's aggregated score and label."""
+        tracks: dict[int, list[FaceResult]] = {}
         for fr in frames:
             for f in fr.faces:
-                tracks.setdefault(f.track, []).append((fr.index, f.raw_score))
+                tracks.setdefault(f.track, []).append(f)
         out = []
-        for tid, items in sorted(tracks.items()):
-            ts = [s for _, s in items]
-            tscore = self.calibrate(video.aggregate([[s] for s in ts], strategy))
-            out.append(TrackResult(id=tid, frames=[i for i, _ in items], scores=[float(v) for v in self.calibrate(ts)],
-                                   score=float(tscore), label=self.label_for(tscore)))
+        for tid, faces in sorted(tracks.items()):
+            per = {s.key: s.verdict(video.aggregate([[f.detectors[s.key]["raw_score"]] for f in faces], strategy))
+                   for s in self.scorers}
+            per = {k: {"score": round(v["score"], 6), "label": v["label"]} for k, v in per.items()}
+            d = per[self.default.key]
+            out.append(TrackResult(id=tid, frames=[f.frame for f in faces],
+                                   scores=[float(v) for v in self.calibrate([f.raw_score for f in faces])],
+                                   score=float(d["score"]), label=d["label"], detectors=per))
         return out
 
     # ---- dispatch
@@ -481,18 +656,8 @@ class Detector:
         return res
 
     # ---- explanations
-    def explain(self, crop: np.ndarray, target: str = "fake") -> tuple[np.ndarray, np.ndarray]:
-        """Grad-CAM for one face crop: (heat map in [0, 1], S x S; overlay RGB uint8)."""
-        from model import gradcam
-
-        with self._lock:
-            if self._gradcam is None:
-                self._gradcam = gradcam.make_gradcam_fn(self.model)
-        c = np.asarray(crop)
-        if c.shape[:2] != (self.input_size, self.input_size):
-            import cv2
-
-            c = cv2.resize(c, (self.input_size, self.input_size))
-        cam = self._gradcam(c[None].astype(np.float32), target)[0]
-        heat = gradcam.normalize_cam(cam, self.input_size)
-        return heat, gradcam.overlay(c.astype(np.uint8), heat)
+    def explain(self, crop: np.ndarray, target: str = "fake", detector: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM of one detector (default: the default one) for one face crop: (heat map in [0, 1], S x S;
+        overlay RGB uint8)."""
+        return self.scorer(detector).explain(crop, target)

@@ -81,13 +81,13 @@ class _Scorer:
     scores a batch of files into full records (``Result.to_dict()``, as JSON text: nested and per-kind fields do
     not fit one Arrow schema)."""
 
-    def __init__(self, model_dir: str, frames: int | None, strategy: str, limits=None):
+    def __init__(self, model_dir: str | None, frames: int | None, strategy: str, limits=None, detectors=None):
         from model import limits as limits_mod
         from model.api import Detector
 
         if limits is not None:
             limits_mod.configure(limits)
-        self.det = Detector.load(model_dir)
+        self.det = Detector.load(model_dir, detectors=detectors)
         self.frames, self.strategy = frames, strategy
 
     def __call__(self, batch: dict) -> dict:
@@ -97,9 +97,10 @@ class _Scorer:
 
 def score_files(files: list[str], model_dir: str | None, frames: int | None = None, strategy: str | None = None,
                 workers: int | None = None, address: str | None = None, batch_size: int = 4,
-                limits=None) -> Iterator[dict]:
+                limits=None, detectors: list[str] | None = None) -> Iterator[dict]:
     """Full records (``Result.to_dict()``) for ``files``, in order, scored by a pool of detector actors on Ray.
-    Every actor runs with ``limits`` (default: this process's ``model.limits.current()``), as the driver would."""
+    Every actor runs with ``limits`` (default: this process's ``model.limits.current()``), as the driver would.
+    ``detectors``: registry keys (the bundled detectors; only without ``model_dir``)."""
     import ray
 
     from model import limits as limits_mod
@@ -107,13 +108,17 @@ def score_files(files: list[str], model_dir: str | None, frames: int | None = No
     from model.video import DEFAULT_STRATEGY
 
     limits = limits or limits_mod.current()
-    model_dir = str(require_model_dir(model_dir).resolve())  # checked on the driver: actors never load a missing model
+    if detectors:
+        model_dir = None  # the registry's folders (checked by registry.parse on the driver)
+    else:
+        model_dir = str(require_model_dir(model_dir).resolve())  # checked on the driver: actors never load a missing model
     connect(address, num_cpus=workers)
     n, gpu = actor_resources(workers)
     batch_size = max(1, min(batch_size, -(-len(files) // n)))  # small inputs still reach every actor
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=max(1, min(-(-len(files) // batch_size), 100_000)))
     ds = ds.map_batches(_Scorer, fn_constructor_kwargs={"model_dir": model_dir, "frames": frames,
-                                                        "strategy": strategy or DEFAULT_STRATEGY, "limits": limits},
+                                                        "strategy": strategy or DEFAULT_STRATEGY, "limits": limits,
+                                                        "detectors": detectors},
                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=2),
                         num_cpus=0 if gpu else 1, num_gpus=gpu)
     for row in ds.iter_rows():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,14 +29,15 @@ def _expand(paths: list[str]) -> list[str]:
     return out
 
 
-def _load_detector(model_dir: str | None):
-    """The detector of ``--model``, else ``$DEEPFAKE_MODEL``, else the bundled model; without one the command
-    stops with one line (it never scores with an untrained network)."""
+def _load_detector(model_dir: str | None, detectors: str | None = None):
+    """The detector of ``--model``, else ``$DEEPFAKE_MODEL``, else the registry's bundled detectors
+    (``--detectors``); without one the command stops with one line (it never scores with an untrained network)."""
     from model.api import Detector, ModelNotFound
+    from model.registry import RegistryError
 
     try:
-        det = Detector.load(model_dir)
-    except ModelNotFound as e:
+        det = Detector.load(model_dir, detectors=detectors)
+    except (ModelNotFound, RegistryError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"using {det.describe()}", file=sys.stderr)
     if not det.trained:
@@ -79,20 +81,39 @@ def _predict(args, limits) -> int:
         if args.model and not (Path(args.model) / "detector.keras").is_file():
             print(f"error: no detector.keras in {args.model}", file=sys.stderr)
             return 2
-        records = batch.score_files(files, args.model, frames=args.frames,
-                                    strategy=args.strategy, workers=args.workers, address=args.address, limits=lim)
+        keys = _detector_keys(args)
+        records = batch.score_files(files, args.model, frames=args.frames, strategy=args.strategy,
+                                    workers=args.workers, address=args.address, limits=lim,
+                                    detectors=None if args.model else keys)
     else:
-        records = _local_records(_load_detector(args.model), files, args)
+        det = _load_detector(args.model, args.detectors)
+        keys = det.keys
+        records = _local_records(det, files, args)
     if not args.quiet:
         print(f"limits: {lim.describe()}", file=sys.stderr)
     from model.results import ResultWriter
 
-    with ResultWriter(args.output, args.format) as w:
+    with ResultWriter(args.output, args.format, detectors=keys) as w:
         for i, rec in enumerate(records, 1):
             w.write(rec)
             if not args.quiet and args.engine == "ray" and (i % 100 == 0 or i == len(files)):
                 print(f"[{i}/{len(files)}] scored", file=sys.stderr, flush=True)
     return 0
+
+
+def _detector_keys(args) -> list[str]:
+    """The detectors' keys (the CSV's score_<key>/label_<key> columns) without loading them (the Ray driver)."""
+    from model import registry
+
+    if args.model or os.environ.get("DEEPFAKE_MODEL"):
+        if args.detectors not in (None, "all"):
+            raise SystemExit("error: --detectors chooses among the bundled detectors; with --model (or "
+                             "$DEEPFAKE_MODEL) the one model folder is the detector")
+        return ["model"]
+    try:
+        return registry.parse(args.detectors)
+    except registry.RegistryError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _local_records(det, files: list[str], args):
@@ -235,10 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score images, videos and folders", epilog=EPILOG)
     p.add_argument("paths", nargs="+", help="image files, video files or folders (searched recursively)")
     p.add_argument("--model", help="model folder (default: $DEEPFAKE_MODEL or the bundled sample model)")
+    p.add_argument("--detectors", metavar="NAMES",
+                   help="bundled detectors to run, comma-separated: faceswap, generated (default: all bundled ones; "
+                        "not with --model). score/label are the first one's; score_<name>/label_<name> each one's; "
+                        "verdict the combined verdict (fake when any detector says fake)")
     p.add_argument("--frames", type=int, default=None, help=FRAMES_HELP)
     p.add_argument("--strategy", choices=STRATEGIES, default=DEFAULT_STRATEGY, help=STRATEGY_HELP)
     p.add_argument("--format", choices=("csv", "jsonl", "json"), default="csv",
-                   help="csv (the seven columns) and jsonl (the full result, one JSON object per line) are written as "
+                   help="csv (the columns in the README) and jsonl (the full result, one JSON object per line) are written as "
                         "each file finishes; json is one array of full results; an --output ending in .parquet "
                         "writes the csv columns as Parquet")
     p.add_argument("--output", help="write results to this file instead of stdout")

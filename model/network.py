@@ -227,6 +227,8 @@ class ModelCard:
     crop_spec: dict[str, Any] = dataclasses.field(default_factory=dict)  # model.crops.CropSpec as a dict
     calibration: dict[str, Any] = dataclasses.field(default_factory=dict)  # model.calibration.Calibration
     threshold_policy: str = ""  # how the threshold was chosen (on calibrated file scores)
+    detects: str = ""  # what it detects, a few plain words (model.registry.CARD_DEFAULTS for older cards)
+    looks_for: str = ""  # one plain-language line on what it looks for
 
     def spec(self):
         """The face-crop contract this model was trained with (older cards: size and margin only)."""

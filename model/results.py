@@ -11,7 +11,10 @@ from records:
   without a face), label, error and note (one line each); then the file's content credentials
   (``model.provenance``), which never enter the score: provenance (none / valid / untrusted / invalid / error;
   empty when not read), provenance_signer (the signing certificate's organisation or name) and provenance_ai (yes /
-  no when an intact credential declares a digital source type, else empty).
+  no when an intact credential declares a digital source type, else empty); then, per detector of the engine
+  (``model.registry``, registry order), ``score_<key>`` and ``label_<key>`` (that detector's calibrated P(fake)
+  and label), and ``verdict``: the combined verdict (``model.registry.VERDICT_RULE``). ``score`` / ``label``
+  stay the default (first) detector's.
 * ``jsonl``: the full record (with the whole ``provenance`` dict), one JSON object per line.
 * ``json``: the full records as one array (indented); valid once the writer is closed.
 * ``parquet`` (chosen by an output ending in ``.parquet``): ``COLUMNS`` typed (faces int64, score float64, null
@@ -26,25 +29,43 @@ import csv
 import json
 import os
 import sys
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 COLUMNS = ("path", "kind", "faces", "score", "label", "error", "note", "provenance", "provenance_signer",
            "provenance_ai")
 FORMATS = ("csv", "jsonl", "json", "parquet")
 
 
-def csv_row(record: Mapping[str, Any]) -> dict[str, Any]:
+def columns(detectors: Sequence[str] = ()) -> list[str]:
+    """The CSV / Parquet columns for an engine with ``detectors`` (keys, registry order)."""
+    extra = [c for k in detectors for c in (f"score_{k}", f"label_{k}")]
+    return [*COLUMNS, *extra, *(["verdict"] if detectors else [])]
+
+
+def _score(v) -> str:
+    return "" if v is None else f"{float(v):.6f}"
+
+
+def csv_row(record: Mapping[str, Any], detectors: Sequence[str] = ()) -> dict[str, Any]:
     """The CSV columns of one record (``Result.to_dict()``): the score with 6 decimals ("" without one), error and
-    note on one line; the provenance state, signer and AI claim from ``record["provenance"]`` ("" without one)."""
-    score = record.get("score")
+    note on one line; the provenance state, signer and AI claim from ``record["provenance"]`` ("" without one);
+    with ``detectors``, each one's score and label (from ``record["detectors"]``) and the combined verdict."""
     prov = record.get("provenance") if isinstance(record.get("provenance"), Mapping) else {}
-    return {"path": record["path"], "kind": record["kind"], "faces": int(record.get("faces") or 0),
-            "score": "" if score is None else f"{float(score):.6f}", "label": record.get("label") or "unknown",
-            "error": " ".join(str(record.get("error") or "").split()),
-            "note": " ".join(str(record.get("note") or "").split()),
-            "provenance": str(prov.get("state") or ""),
-            "provenance_signer": " ".join(str(prov.get("signer") or "").split()),
-            "provenance_ai": str(prov.get("ai") or "")}
+    row = {"path": record["path"], "kind": record["kind"], "faces": int(record.get("faces") or 0),
+           "score": _score(record.get("score")), "label": record.get("label") or "unknown",
+           "error": " ".join(str(record.get("error") or "").split()),
+           "note": " ".join(str(record.get("note") or "").split()),
+           "provenance": str(prov.get("state") or ""),
+           "provenance_signer": " ".join(str(prov.get("signer") or "").split()),
+           "provenance_ai": str(prov.get("ai") or "")}
+    if detectors:
+        per = record.get("detectors") if isinstance(record.get("detectors"), Mapping) else {}
+        for k in detectors:
+            d = per.get(k) or {}
+            row[f"score_{k}"] = _score(d.get("score"))
+            row[f"label_{k}"] = d.get("label") or "unknown"
+        row["verdict"] = record.get("verdict") or "unknown"
+    return row
 
 
 def output_format(output: str | None, fmt: str = "csv") -> str:
@@ -55,8 +76,11 @@ def output_format(output: str | None, fmt: str = "csv") -> str:
 class ResultWriter:
     """Streams records to ``output`` (a path, or stdout when None) in ``output_format(output, fmt)``."""
 
-    def __init__(self, output: str | os.PathLike | None, fmt: str = "csv", group: int = 10_000):
+    def __init__(self, output: str | os.PathLike | None, fmt: str = "csv", group: int = 10_000,
+                 detectors: Sequence[str] = ()):
         self.output = None if output is None else str(output)
+        self.detectors = list(detectors)
+        self.columns = columns(self.detectors)
         self.kind = output_format(self.output, fmt)
         if self.kind not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -71,7 +95,7 @@ class ResultWriter:
             return
         self._f = open(self.output, "w", newline="") if self.output else sys.stdout
         if self.kind == "csv":
-            self._csv = csv.DictWriter(self._f, fieldnames=COLUMNS, lineterminator="\n")
+            self._csv = csv.DictWriter(self._f, fieldnames=self.columns, lineterminator="\n")
             self._csv.writeheader()
         elif self.kind == "json":
             self._f.write("[")
@@ -80,11 +104,11 @@ class ResultWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         """Write one file's record (text formats: flushed at once)."""
         if self.kind == "parquet":
-            self._buf.append(csv_row(record))
+            self._buf.append(csv_row(record, self.detectors))
             if len(self._buf) >= self.group:
                 self._write_group()
         elif self.kind == "csv":
-            self._csv.writerow(csv_row(record))
+            self._csv.writerow(csv_row(record, self.detectors))
         elif self.kind == "jsonl":
             self._f.write(json.dumps(record) + "\n")
         else:
@@ -97,10 +121,12 @@ class ResultWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"faces": pa.int64(), "score": pa.float64()}
-        schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
-        cols = {c: [r[c] for r in self._buf] for c in COLUMNS}
-        cols["score"] = [None if v == "" else float(v) for v in cols["score"]]
+        scores = ["score", *(f"score_{k}" for k in self.detectors)]
+        types = {"faces": pa.int64(), **{c: pa.float64() for c in scores}}
+        schema = pa.schema([(c, types.get(c, pa.string())) for c in self.columns])
+        cols = {c: [r[c] for r in self._buf] for c in self.columns}
+        for c in scores:
+            cols[c] = [None if v == "" else float(v) for v in cols[c]]
         if self._pq is None:
             self._pq = pq.ParquetWriter(self._tmp, schema)
         self._pq.write_table(pa.table(cols, schema=schema))

@@ -119,6 +119,10 @@ class DataCfg(BaseModel):
         default_factory=list,
         description="Manipulation methods (crops.csv `method`) whose fakes are dropped from the train split "
                     "only: leave-one-method-out.")
+    holdout_methods: list[_Name] = Field(
+        default_factory=list,
+        description="Fake methods (e.g. generators) kept out of training AND validation, so neither model selection "
+                    "nor calibration sees them; the test split keeps them: leave-one-generator-out.")
     exclude_datasets: list[_Name] = Field(
         default_factory=list,
         description="Datasets dropped from the train split only (validation and test keep them): "
@@ -137,6 +141,15 @@ class AugmentCfg(BaseModel):
         default_factory=lambda: [40, 100], min_length=2, max_length=2,
         description="JPEG re-compression quality range [low, high], low < high.")
     jpeg_prob: float = Field(0.5, ge=0, le=1, description="Probability that a crop is JPEG re-compressed.")
+    perturb_prob: float = Field(
+        0.0, ge=0, le=1,
+        description="Probability that a crop gets one everyday degradation (``model.perturb``: the robustness "
+                    "evaluation's own definitions) before the other augmentations (0: off).")
+    perturb_max_level: int = Field(
+        3, ge=1, le=5, description="Strength: the degradation's level is drawn from 1..perturb_max_level.")
+    perturbations: list[Literal["jpeg", "resize", "blur", "noise", "brightness_contrast", "saturation"]] = Field(
+        default_factory=lambda: ["jpeg", "resize", "blur", "noise", "brightness_contrast", "saturation"],
+        min_length=1, description="Degradations drawn from (uniformly) when perturb_prob > 0.")
 
 
 class TrainCfg(BaseModel):
@@ -170,6 +183,10 @@ class Config(BaseModel):
         description="Run name: the run folder is `runs/<name>`.")
     seed: int = Field(0, ge=0, description="Seed of the splits, the sample streams, augmentation and initialisation.")
     description: str = Field("", description="Free text shown with the run.")
+    detects: str = Field(
+        "", description="What the detector detects, in a few plain words (model card; shown beside its score), "
+                        "e.g. 'entirely generated faces'.")
+    looks_for: str = Field("", description="One plain-language line on what the detector looks for (model card).")
     model: ModelCfg = Field(default_factory=ModelCfg, description="The network.")
     data: DataCfg = Field(description="Prepared data, splits and sample weights.")
     augment: AugmentCfg = Field(default_factory=AugmentCfg, description="Training-time augmentation.")

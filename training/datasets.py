@@ -360,9 +360,29 @@ def index_ffhq(root: str | Path) -> pd.DataFrame:
     return _frame(rows, f"FFHQ at {root}")
 
 
+
+def index_gan_faces(root: str | Path) -> pd.DataFrame:
+    """Entirely generated faces beside real ones (``fake/<generator>/*.jpg``, ``real/<source>/*.jpg``, e.g.
+    ``gan_faces``: StyleGAN2, Stable Diffusion 2.1, another GAN; FFHQ reals). ``method`` is the generator (the
+    folder name: ``stylegan2``, ``sd21``, ``other_gan``) so leave-one-generator-out is ``data.exclude_methods``;
+    every file is its own group (generated people are unique; FFHQ has no identity labels)."""
+    root = Path(root)
+    rows = []
+    for label, top in ((1, "fake"), (0, "real")):
+        if not (root / top).is_dir():
+            raise DatasetError(f"generated faces at {root}: folder {top}/ missing")
+        for sub in sorted(d for d in (root / top).iterdir() if d.is_dir()):
+            for f in _files(sub, IMAGE_EXTS):
+                rows.append(dict(path=str(f.resolve()), dataset="gan_faces", media="image", label=label,
+                                 method=sub.name if label else "real", compression="",
+                                 group=f"gan_faces:{sub.name}/{f.stem}", split=""))
+    return _frame(rows, f"generated faces at {root}")
+
+
 INDEXERS: dict[str, Callable[..., pd.DataFrame]] = {
     "ffpp": index_ffpp, "dfd": index_ffpp, "celebdf": index_celebdf, "dfdc": index_dfdc, "dfdc_faces": index_dfdc_faces,
     "timit": index_timit, "folder": index_folder, "utkface": index_utkface, "lfw": index_lfw, "ffhq": index_ffhq,
+    "gan_faces": index_gan_faces,
 }
 PHOTO_SETS = ("utkface", "lfw", "ffhq")  # real-only photo sets: reported apart, never pooled into a headline
 

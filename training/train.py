@@ -66,7 +66,28 @@ def split_index(cfg: config_mod.Config) -> pd.DataFrame:
                           val_groups=cfg.data.val_groups, test_groups=cfg.data.test_groups,
                           train_only_datasets=with_explicit)
     check_no_leak(index)
+    if cfg.data.holdout_methods:
+        index = holdout_methods(index, cfg.data.holdout_methods)
     require_splits(index[index["split"] != "excluded"])
+    return index
+
+
+def holdout_methods(index: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """``index`` with the train AND validation fake files of ``methods`` excluded (leave-one-generator-out: training,
+    model selection and calibration never see them; the test split keeps them). A method with no fake files in
+    the index is a typo: ConfigError."""
+    fake = index["label"].astype(int) == 1
+    of_method = fake & index["method"].isin(methods)
+    absent = sorted(set(methods) - set(index.loc[of_method, "method"]))
+    if absent:
+        present = sorted(set(index.loc[fake, "method"]))
+        raise config_mod.ConfigError(f"data.holdout_methods: no fake files of {', '.join(absent)} in the prepared "
+                                     f"folders (fake methods present: {', '.join(present) or 'none'})")
+    drop = of_method & index["split"].isin(["train", "val"])
+    log.info("holdout_methods %s: %d train/val fake files excluded; the test split keeps %d", ", ".join(methods),
+             int(drop.sum()), int((of_method & (index["split"] == "test")).sum()))
+    index = index.copy()
+    index.loc[drop, "split"] = "excluded"
     return index
 
 
@@ -265,13 +286,27 @@ def crop_stream(rows: pd.DataFrame, label: int, sbi: bool, seed: int, size: int,
 
 
 def augmenter(aug: config_mod.AugmentCfg):
-    """The map function ((uint8 image, y), seed pair) -> (float32 image 0-255, y): stateless seeded flip,
-    brightness, contrast and JPEG re-compression as configured."""
+    """The map function ((uint8 image, y), seed pair) -> (float32 image 0-255, y): stateless seeded everyday
+    degradation (``model.perturb``, when ``perturb_prob`` > 0), flip, brightness, contrast and JPEG re-compression
+    as configured."""
     import tensorflow as tf
+
+    names = tuple(aug.perturbations)
+
+    def perturb_np(img, seed):
+        from model import perturb
+
+        rng = np.random.default_rng(int(seed[0]) & 0x7FFFFFFF)
+        if rng.random() >= aug.perturb_prob:
+            return img
+        return perturb.random_augment(img, names, aug.perturb_max_level, rng)
 
     def augment(item, sd):
         img, y = item
-        seeds = tf.random.experimental.stateless_split(tf.cast(sd, tf.int64), 5)
+        seeds = tf.random.experimental.stateless_split(tf.cast(sd, tf.int64), 6)
+        if aug.perturb_prob > 0:
+            shape = img.shape
+            img = tf.ensure_shape(tf.numpy_function(perturb_np, [img, seeds[5]], tf.uint8, stateful=False), shape)
         if aug.jpeg_prob > 0:
             q = tf.image.stateless_random_jpeg_quality(img, aug.jpeg_quality[0], aug.jpeg_quality[1], seeds[0])
             do = tf.random.stateless_uniform([], seeds[1]) < aug.jpeg_prob
@@ -657,6 +692,7 @@ def save_best_model(run: Path, cfg: config_mod.Config, spec, df: pd.DataFrame, n
                      pretrained_from=_pretrained_from(cfg),
                      metrics={"val_auc": round(best_info["val_auc"], 4), "best_epoch": best_info["epoch"]},
                      run=cfg.name, threshold_policy="none yet: run `python -m training calibrate RUN`",
+                     detects=cfg.detects, looks_for=cfg.looks_for,
                      notes="uncalibrated: run `python -m training calibrate RUN`, then `evaluate RUN`")
     save_detector(best, card, run / "model")
 

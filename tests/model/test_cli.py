@@ -12,8 +12,10 @@ from PIL import Image
 from model.cli import main
 from tests.conftest import REPO, face_frames, write_video
 
+# today's ten columns, then one score/label pair per detector (one folder given with --model: "model") and the
+# combined verdict
 COLUMNS = ["path", "kind", "faces", "score", "label", "error", "note", "provenance", "provenance_signer",
-           "provenance_ai"]
+           "provenance_ai", "score_model", "label_model", "verdict"]
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,8 @@ def test_csv_format_and_bad_inputs(tiny_model_dir, bad_inputs, capsys):
     assert rows["noface.jpg"]["error"] == "" and rows["noface.jpg"]["faces"] == "0"
     assert rows["noface.jpg"]["score"] == "" and rows["noface.jpg"]["label"] == "unknown"
     assert rows["thirty.png"]["faces"] == "30" and 0 <= float(rows["thirty.png"]["score"]) <= 1
+    for r in rows.values():  # one detector: its pair repeats the default columns; the verdict is its label
+        assert (r["score_model"], r["label_model"], r["verdict"]) == (r["score"], r["label"], r["label"])
     tr = rows["truncated.mp4"]  # OpenCV writes the index (moov) last: a file cut short has none
     assert tr["error"] == "not a readable video (unknown or corrupt container)"
     assert tr["kind"] == "video" and tr["faces"] == "0" and tr["score"] == "" and tr["label"] == "unknown"
