@@ -132,10 +132,15 @@ def test_wheel_install_uses_the_bundled_model(project, tmp_path, astronaut_png):
     info = json.loads(r.stdout)
     assert (info["run"], info["backbone"], info["threshold"], info["trained"]) == \
         (card["run"], card["backbone"], card["threshold"], True)
-    assert f"using model {bundled}" in r.stderr and "UNTRAINED" not in r.stderr, r.stderr[-3000:]
+    assert f"using model faceswap: {bundled}" in r.stderr and "UNTRAINED" not in r.stderr, r.stderr[-3000:]
+    # every registry detector ships: the generated-face detector too, from its package folder
+    gan = installed / "bundled_gan"
+    assert (gan / "detector.keras").read_bytes() == (REPO / "runs/gan/model/detector.keras").read_bytes()
+    assert f"generated: {gan}" in r.stderr, r.stderr[-3000:]
 
     r = run_in(py, "deepfake-detect", "predict", str(astronaut_png), "--format", "json", cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     (row,) = json.loads(r.stdout)
     assert row["model"] == str(bundled) and row["threshold"] == pytest.approx(card["threshold"])
     assert row["faces"] >= 1 and row["label"] in ("fake", "real")
+    assert set(row["detectors"]) == {"faceswap", "generated"} and row["verdict"] in ("fake", "real")
