@@ -211,9 +211,11 @@ def test_resumes_from_the_cache(robust_result, monkeypatch):
 
 
 def test_max_files_is_a_label_stratified_seeded_subsample(tiny_robust_run):
-    from training.evaluate import _load_run
+    from training import config as config_mod
+    from training.train import split_index
 
-    cfg, _, index = _load_run(tiny_robust_run)
+    cfg = config_mod.from_dict(json.loads((tiny_robust_run / "config.json").read_text()))
+    index = split_index(cfg)
     a = robustness.choose_files(tiny_robust_run, cfg, index, max_files=8, seed=0)
     b = robustness.choose_files(tiny_robust_run, cfg, index, max_files=8, seed=0)
     c = robustness.choose_files(tiny_robust_run, cfg, index, max_files=8, seed=5)
