@@ -21,7 +21,8 @@ Writes into ``RUN/evaluation/``:
                            (auc_drop_ci_lo/_hi, on the files scored in both conditions), target (PASS/MISS at
                            levels 3 and 5). Intervals: 95 % bootstrap resampling identity groups (``model.metrics``).
     robustness_scores.csv  per file per condition: path, dataset, media, group, label, perturbation, level,
-                           raw_score, faces, error -- the resumable cache (a killed run continues where it stopped;
+                           raw_score, faces, error (ends with "|", the cache's end-of-row mark: a row cut by a
+                           kill lacks it and is analysed again) -- the resumable cache (a killed run continues where it stopped;
                            discarded when the model, crop contract, seed or perturbation parameters change)
     robustness.json        the settings (perturbations, levels, datasets, max_files, seed, threshold, calibration)
                            and the cache key
