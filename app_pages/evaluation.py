@@ -43,3 +43,6 @@ if run is not None:
         evaluation.explain_section(run)
         st.divider()
         evaluation.roc_runs_section(all_runs, key)
+
+st.divider()
+evaluation.robustness_section(runs.list_runs(settings.runs_root()))

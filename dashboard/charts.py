@@ -112,3 +112,31 @@ def deletion(curves: list, height: int = 220) -> go.Figure:
                       height=height, margin=dict(l=10, r=10, t=10, b=10),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, font=dict(size=10)))
     return fig
+
+
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def robustness(long: pd.DataFrame, metric: str, label: str | None = None) -> go.Figure:
+    """``metric`` against the perturbation level (0 = clean): one colour per perturbation, one line dash per run,
+    the 95 % interval (``<metric>_ci_lo`` / ``_ci_hi``) as error bars."""
+    fig = go.Figure()
+    palette = px.colors.qualitative.Plotly
+    perts = list(dict.fromkeys(long["perturbation"]))
+    run_names = list(dict.fromkeys(long["run"]))
+    for (run, pert), d in long.groupby(["run", "perturbation"], sort=False):
+        d = d.sort_values("level")
+        v, lo, hi = (d[c].to_numpy(float) for c in (metric, f"{metric}_ci_lo", f"{metric}_ci_hi"))
+        up, down = np.nan_to_num(hi - v, nan=0.0), np.nan_to_num(v - lo, nan=0.0)
+        name = pert if len(run_names) == 1 else f"{pert} · {run}"
+        fig.add_trace(go.Scatter(
+            x=d["level"], y=v, mode="lines+markers", name=name, legendgroup=pert,
+            line=dict(color=palette[perts.index(pert) % len(palette)], dash=DASHES[run_names.index(run) % len(DASHES)]),
+            error_y=dict(type="data", array=up, arrayminus=down, visible=True, thickness=1),
+            customdata=np.stack([d["parameter"].astype(str), d["n_files"]], axis=-1),
+            hovertemplate="%{customdata[0]}<br>" + (label or metric) + " %{y:.3f} (n=%{customdata[1]})<extra>"
+                          + name + "</extra>"))
+    fig.update_layout(xaxis_title="perturbation level (0 = clean)", yaxis_title=label or metric, height=420,
+                      xaxis=dict(tickmode="linear", dtick=1), yaxis_range=[0, 1.02],
+                      margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", yanchor="top", y=-0.2))
+    return fig

@@ -247,3 +247,37 @@ def explain_section(run: Path) -> None:
                f"{ee.get('steps', '?')} steps and the face is rescored; area under the network's P(fake) — lower = "
                f"the map found what the score depends on. Baseline: a random map. {ee.get('faces', '?')} test-fake "
                f"faces re-cut from their source files; {ee.get('created', '')}.")
+
+
+def robustness_section(run_dirs: list[Path]) -> None:
+    """Metric against the degradation level (``python -m training robustness RUN``) for one or several runs."""
+    st.subheader("Robustness to everyday degradations")
+    long, missing = runs.robustness_long(run_dirs)
+    if long.empty:
+        st.info("No run has robustness curves yet. Measure them with `"
+                + runs.ROBUSTNESS_CMD.format(run="RUN") + "` (JPEG, resize, blur, noise, brightness/contrast, "
+                "saturation on images; H.264 re-encoding on videos; levels 1-5).")
+        return
+    names = list(dict.fromkeys(long["run"]))
+    default = [n for n in (st.session_state.get("eval_run"),) if n in names] or names[:1]
+    c1, c2 = st.columns([2, 1])
+    chosen = c1.multiselect("Runs", names, default=default, key="robust_runs",
+                            help="one line dash per run, one colour per perturbation")
+    label = c2.radio("Metric", list(runs.ROBUSTNESS_METRICS), horizontal=True, key="robust_metric",
+                     help="detection and false-alarm rates at each run's own threshold")
+    d = long[long["run"].isin(chosen)]
+    if d.empty:
+        st.caption("Choose a run.")
+    else:
+        st.plotly_chart(charts.robustness(d, runs.ROBUSTNESS_METRICS[label], label), width="stretch",
+                        key="robust_chart")
+        st.caption("Test files analysed through the engine at rising degradation (level 0 = the untouched files); "
+                   "error bars: 95 % bootstrap intervals over identity groups. Image degradations are measured on "
+                   "the image files, H.264 on the video files. Target: AUC drop ≤ 0.05 at level 3, ≤ 0.10 at level 5.")
+        cols = ["run", "perturbation", "media", "level", "parameter", "n_files", "n_unscored", "auc", "auc_drop",
+                "detection_rate", "false_alarm_rate", "target"]
+        with st.expander("Robustness table", expanded=False):
+            st.dataframe(d[[c for c in cols if c in d]], hide_index=True)
+    if missing:
+        st.caption("No robustness curves for: " + ", ".join(missing) + " — measure with `"
+                   + runs.ROBUSTNESS_CMD.format(run="RUN") + "` for each.")

@@ -293,3 +293,32 @@ def explain_eval(run: Path) -> dict | None:
     """RUN/evaluation/explain_eval.json written by `python -m training explain-eval RUN`."""
     return read_json(run / "evaluation" / EXPLAIN_EVAL)
 
+
+
+# --------------------------------------------------------------------------- robustness (python -m training robustness)
+ROBUSTNESS_CSV = "robustness.csv"
+ROBUSTNESS_METRICS = {"AUC": "auc", "detection rate": "detection_rate", "false-alarm rate": "false_alarm_rate"}
+ROBUSTNESS_CMD = "python -m training robustness {run} --max-files 200"
+
+
+def robustness_table(run: Path) -> pd.DataFrame | None:
+    """RUN/evaluation/robustness.csv (one row per perturbation x level, level 0 = clean) or None."""
+    t = read_csv(run / "evaluation" / ROBUSTNESS_CSV)
+    if t is None or t.empty or not {"perturbation", "level", "auc"} <= set(t.columns):
+        return None
+    for c in t.columns:
+        if c not in ("perturbation", "media", "parameter", "target"):
+            t[c] = pd.to_numeric(t[c], errors="coerce")
+    return t
+
+
+def robustness_long(run_dirs: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """The robustness tables of ``run_dirs`` stacked with a ``run`` column, and the names of the runs without one."""
+    parts, missing = [], []
+    for r in run_dirs:
+        t = robustness_table(r)
+        if t is None:
+            missing.append(r.name)
+        else:
+            parts.append(t.assign(run=r.name))
+    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()), missing

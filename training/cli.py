@@ -2,7 +2,7 @@
 
 Data: ``index`` (a dataset's layout -> index CSV), ``identity`` (face-identity groups -> index CSV), ``prepare``
 (face crops). Training: ``train``, ``calibrate``, ``config-reference`` (the config keys as a Markdown table).
-Evaluation: ``evaluate``, ``audit``, ``explain-eval`` (experiments: ``python -m research``). Weights: ``convert-lite``,
+Evaluation: ``evaluate``, ``robustness``, ``audit``, ``explain-eval`` (experiments: ``python -m research``). Weights: ``convert-lite``,
 ``convert-lite0``.
 
 Only the standard library is imported here, so ``--help`` is instant: each command imports what it needs
@@ -21,6 +21,8 @@ from pathlib import Path
 INDEX_KINDS = ("ffpp", "dfd", "celebdf", "dfdc", "dfdc_faces", "timit", "folder", "utkface", "lfw", "ffhq")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
 LITE_VARIANTS = ("lite0", "lite1", "lite2")
+# copy of model.perturb.ALL
+PERTURBATIONS = ("jpeg", "resize", "blur", "noise", "brightness_contrast", "saturation", "h264")
 
 
 def cmd_index(a) -> int:
@@ -95,6 +97,15 @@ def cmd_evaluate(a) -> int:
 
     print(evaluate.evaluate_run(a.run, n_boot=a.bootstrap, max_photos=a.max_photos, audit_sets=a.audit,
                                 datasets=a.datasets))
+    return 0
+
+
+def cmd_robustness(a) -> int:
+    from training import robustness
+
+    _, text = robustness.robustness_run(a.run, a.perturbations, a.levels, datasets=a.datasets, max_files=a.max_files,
+                                        seed=a.seed, n_boot=a.bootstrap)
+    print(text)
     return 0
 
 
@@ -234,6 +245,20 @@ def _evaluation_commands(sub) -> None:
     p.add_argument("--datasets", nargs="+", default=[], metavar="NAME",
                    help="only these datasets' test files (e.g. dfdc for a run trained without it)")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("robustness", help="AUC, detection and false-alarm rates of the run's test files under "
+                                          "everyday degradations (JPEG, resize, blur, noise, ...; levels 1-5)")
+    p.add_argument("run")
+    p.add_argument("--perturbations", default="all", metavar="NAMES",
+                   help=f"comma-separated, from {','.join(PERTURBATIONS)} (default all; h264 applies to videos, the "
+                        "others to images)")
+    p.add_argument("--levels", default="1-5", help="levels 1-5 as 1-5, 3 or 1,3,5 (level 0 = clean, always)")
+    p.add_argument("--datasets", nargs="+", default=[], metavar="NAME",
+                   help="only these datasets' test files (default: the headline datasets)")
+    p.add_argument("--max-files", type=int, default=0, metavar="N",
+                   help="at most N test files per dataset, a seeded label-stratified sample (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="subsample and noise seed")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of identity groups")
+    p.set_defaults(func=cmd_robustness)
     p = sub.add_parser("audit", help="false-alarm rate on real faces by gender and race (UTKFace)")
     p.add_argument("run")
     p.set_defaults(func=cmd_audit)

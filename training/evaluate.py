@@ -427,7 +427,7 @@ def _write_tables(tmpdir: Path, ft: pd.DataFrame, fc: pd.DataFrame, scored: pd.D
 
 def _publish(run: Path, tmpdir: Path, model_key: str) -> Path:
     """Swap ``tmpdir`` in as ``RUN/evaluation/``. Explain-eval results of the old folder are carried over while
-    the model is the same one (they are costly to recompute)."""
+    the model is the same one (they are costly to recompute); so are the robustness files."""
     import shutil
 
     out = run / "evaluation"
@@ -439,6 +439,12 @@ def _publish(run: Path, tmpdir: Path, model_key: str) -> Path:
     except (OSError, ValueError):
         same = False
     for f in sorted(out.glob("explain_eval*")) if same else []:
+        shutil.copy2(f, tmpdir / f.name)
+    try:  # robustness results (python -m training robustness) of the same model: costly too, carried over
+        robust = json.loads((out / "robustness.json").read_text()).get("model_key") == model_key
+    except (OSError, ValueError):
+        robust = False
+    for f in sorted(out.glob("robustness*")) if robust else []:
         shutil.copy2(f, tmpdir / f.name)
     old = run / "evaluation.old"
     if old.exists():

@@ -98,3 +98,10 @@ def test_module_docstring_names_every_subcommand():
     sub = next(a for a in cli.build_parser()._actions if a.dest == "cmd")
     for name in sub.choices:
         assert f"``{name}``" in cli.__doc__, name
+
+
+def test_robustness_perturbation_choices_agree_with_model_perturb():
+    from model import perturb
+    from training import cli
+
+    assert cli.PERTURBATIONS == perturb.ALL
