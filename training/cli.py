@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 # copies of training.datasets.INDEXERS, model.explain.METHODS, model.lite_convert.VARIANTS
-INDEX_KINDS = ("ffpp", "dfd", "celebdf", "dfdc", "dfdc_faces", "timit", "folder", "utkface", "lfw", "ffhq")
+INDEX_KINDS = ("ffpp", "dfd", "celebdf", "dfdc", "dfdc_faces", "timit", "folder", "utkface", "lfw", "ffhq", "gan_faces")
 EXPLAIN_METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
 LITE_VARIANTS = ("lite0", "lite1", "lite2")
 # copy of model.perturb.ALL

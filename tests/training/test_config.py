@@ -226,3 +226,24 @@ def test_crop_margin_comes_from_the_prepared_folders(tmp_path):
         train.crop_spec_of(config.from_dict({"model": {"input_size": 64}, "data": {"prepared": [a, c]}}))
     with pytest.raises(config.ConfigError, match="model.input_size: must be the crops' size"):
         train.crop_spec_of(config.from_dict({"model": {"input_size": 96}, "data": {"prepared": [a]}}))
+
+
+def test_degradation_augmentation_is_seeded_and_changes_crops():
+    import numpy as np
+    import tensorflow as tf
+
+    from training import config as config_mod
+    from training.train import augmenter
+
+    img = tf.constant(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    seed = tf.constant([3, 4], tf.int64)
+    off = config_mod.AugmentCfg(flip=False, brightness=0, contrast=0, jpeg_prob=0)
+    on = off.model_copy(update={"perturb_prob": 1.0, "perturb_max_level": 5, "perturbations": ["noise", "blur"]})
+    x0, _ = augmenter(off)((img, 1.0), seed)
+    x1, _ = augmenter(on)((img, 1.0), seed)
+    x2, _ = augmenter(on)((img, 1.0), seed)
+    np.testing.assert_array_equal(x0.numpy(), img.numpy().astype(np.float32))  # off: untouched
+    assert np.abs(x1.numpy() - x0.numpy()).mean() > 1.0  # on (prob 1): degraded
+    np.testing.assert_array_equal(x1.numpy(), x2.numpy())  # seeded: the same seed, the same degradation
+    with pytest.raises(Exception, match="perturbations"):
+        config_mod.AugmentCfg(perturbations=["h264"])

@@ -196,3 +196,34 @@ def test_utkface_attributes():
     assert len(df) == 9780
     assert set(df["gender"]) <= {-1, 0, 1} and set(df["race"]) <= {-1, 0, 1, 2, 3, 4}
     assert (df["gender"] == 1).sum() > 5000
+
+
+def test_generated_faces_layout_methods_and_groups(tmp_path):
+    for sub, n in (("fake/stylegan2", 2), ("fake/sd21", 3), ("real/ffhq", 4)):
+        (tmp_path / sub).mkdir(parents=True)
+        for i in range(n):
+            (tmp_path / sub / f"{i}.jpg").write_bytes(b"x")
+    df = index_dataset("gan_faces", tmp_path)
+    assert len(df) == 9 and set(df["dataset"]) == {"gan_faces"}
+    assert df.groupby("method")["label"].agg(["count", "max"]).to_dict() == {
+        "count": {"real": 4, "sd21": 3, "stylegan2": 2}, "max": {"real": 0, "sd21": 1, "stylegan2": 1}}
+    assert df["group"].nunique() == 9  # every file its own group
+    (tmp_path / "real" / "ffhq" / "0.jpg").unlink()
+    import shutil
+
+    shutil.rmtree(tmp_path / "real")
+    with pytest.raises(DatasetError, match="folder real/ missing"):
+        index_dataset("gan_faces", tmp_path)
+
+
+def test_holdout_methods_leaves_only_the_test_split():
+    from training.config import ConfigError
+    from training.train import holdout_methods
+
+    idx = pd.DataFrame({"label": [0, 1, 1, 1, 1, 0], "method": ["real", "a", "a", "a", "b", "real"],
+                        "split": ["train", "train", "val", "test", "val", "val"]})
+    out = holdout_methods(idx, ["a"])
+    assert out["split"].tolist() == ["train", "excluded", "excluded", "test", "val", "val"]
+    assert idx["split"].tolist()[1] == "train"  # the input is not changed
+    with pytest.raises(ConfigError, match="no fake files of c .*present: a, b"):
+        holdout_methods(idx, ["c"])
