@@ -75,23 +75,28 @@ def in_domain_table(gan: Path) -> str:
 
 
 def cue_table(gan: Path) -> str | None:
+    """Mean calibrated score per source (FFHQ reals, each generator) clean and after JPEG / resize round trips,
+    from ``training robustness``'s per-file raw scores and the run's calibration."""
     f = gan / "evaluation" / "robustness_scores.csv"
     if not f.is_file():
         return None
+    from model.network import ModelCard
+
+    card = ModelCard.from_dict(json.loads((gan / "model" / "model_card.json").read_text()))
     sc = pd.read_csv(f, keep_default_na=False)
-    pred = pd.read_csv(gan / "evaluation" / "predictions.csv", keep_default_na=False)
-    meth = dict(zip(pred["path"], pred["method"]))
-    sc = sc[sc["perturbation"].isin(["clean", "jpeg", "resize"]) | (sc["level"].astype(int) == 0)].copy()
-    sc["method"] = sc["path"].map(meth)
-    sc = sc[sc["method"].isin([*GENERATORS, "real"])]
-    sc = sc[sc["score"].astype(str) != ""]
-    sc["score"] = sc["score"].astype(float)
-    sc["condition"] = [("clean" if int(lv) == 0 else f"{p} {int(lv)}") for p, lv in zip(sc["perturbation"], sc["level"])]
-    t = sc.groupby(["condition", "method"])["score"].mean().unstack("method")
+    sc = sc[(sc["dataset"] == "gan_faces") & (sc["raw_score"].astype(str) != "")]
+    sc = sc[sc["perturbation"].isin(["jpeg", "resize"]) | (sc["level"].astype(int) == 0)].copy()
+    sc["source"] = [Path(p).parent.name if int(lab) == 1 else "real" for p, lab in zip(sc["path"], sc["label"])]
+    sc["score"] = card.calibrator().apply(sc["raw_score"].astype(float).to_numpy())
+    sc["condition"] = [("clean" if int(lv) == 0 else f"{p} level {int(lv)}") for p, lv in
+                       zip(sc["perturbation"], sc["level"])]
+    sc = sc.drop_duplicates(["path", "condition"])
+    t = sc.groupby(["condition", "source"])["score"].mean().unstack("source")
     order = ["clean"] + sorted(c for c in t.index if c != "clean")
     t = t.loc[order, [c for c in ("real", *GENERATORS) if c in t.columns]]
-    lines = ["| condition | " + " | ".join(NAMES.get(c, "real (FFHQ)") for c in t.columns) + " |",
-             "|---|" + "---:|" * len(t.columns)]
+    n = sc[sc["condition"] == "clean"].groupby("source").size()
+    lines = ["| condition | " + " | ".join(f"{NAMES.get(c, 'real (FFHQ)')} (n={n.get(c, 0)})" for c in t.columns)
+             + " |", "|---|" + "---:|" * len(t.columns)]
     for cond, r in t.iterrows():
         lines.append(f"| {cond} | " + " | ".join(f"{v:.3f}" for v in r) + " |")
     return "\n".join(lines)

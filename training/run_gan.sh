@@ -14,7 +14,18 @@ done
 python -m training train configs/gan.toml --run-dir runs/gan
 for g in stylegan2 sd21 other_gan; do
   python -m training calibrate runs/logo-$g --policy youden
-  python -m training evaluate runs/logo-$g
+  python -m training evaluate runs/logo-$g --datasets gan_faces
 done
 python -m training calibrate runs/gan --policy youden
-python -m training evaluate runs/gan --audit utkface="$DATA/utkface" --max-photos 1500
+python -m training evaluate runs/gan --audit utkface="$DATA/utkface" --max-photos 600
+# the same recipe without the degradation augmentation: the "before" of the robustness comparison
+python -m training train configs/gan_noaug.toml --run-dir runs/gan-noaug
+python -m training calibrate runs/gan-noaug --policy youden
+python -m training evaluate runs/gan-noaug --datasets gan_faces
+# everyday degradations (model/perturb.py) at levels 1, 3, 5 on 200 test files, both runs; the face-swap model too
+python -m training robustness runs/gan --max-files 200 --levels 1,3,5
+python -m training robustness runs/gan-noaug --max-files 200 --levels 1,3,5
+python -m training robustness runs/sample --max-files 150 --levels 1,3,5
+# both detectors on held-out real photos and generated test faces in one engine pass: the combined verdict's cost
+python -m research.detectors
+python -m research.gan_tables
