@@ -10,8 +10,8 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import charts, overlays
-from model import registry
-from model.api import CSV_COLUMNS, Result
+from model import registry, results
+from model.api import Result
 from model.media import IMAGE_EXTS, VIDEO_EXTS
 from model.video import DEFAULT_STRATEGY, STRATEGIES, downscale
 
@@ -416,7 +416,7 @@ def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
 
 def downloads(res: Result) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=results.columns(list(res.detectors)), lineterminator="\n")
     w.writeheader()
     w.writerow(res.csv_row())
     stem = Path(res.path).stem or "result"

@@ -109,7 +109,7 @@ def test_two_detectors_side_by_side_with_combined_verdict(monkeypatch, env, two_
     assert _metric(at, "Verdict · generated") == "Likely REAL" and _metric(at, "Verdict") == "Likely REAL"
     assert _metric(at, "P(fake) · generated") == f"{gen['score']:.3f}"
     # Grad-CAM of every detector for the face
-    at.toggle(key="cam_0").set_value(True).run()
+    at.toggle(key="cam_0").set_value(True).run(timeout=600)  # two maps and deletion curves on a busy CPU
     assert not at.exception, at.exception
     cams = at.session_state["gradcam"]
     for k in (("cam_0", "gradcam"), ("cam_0_generated", "gradcam")):
