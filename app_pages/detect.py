@@ -10,7 +10,8 @@ if problem := settings.limits_problem():
     st.stop()
 det = loaders.detector()
 st.caption(detect.SCORE_NOTE)
-with st.expander(f"Model in use: {det.card.backbone} ({'trained' if det.trained else 'UNTRAINED'})"):
+with st.expander("Detectors in use: " + ", ".join(
+        f"{s.key} ({s.card.backbone}, {'trained' if s.trained else 'UNTRAINED'})" for s in det.scorers)):
     detect.model_card(det)
 
 source = st.radio("Input", ["Upload a file", "Bundled sample"], horizontal=True)
@@ -28,12 +29,15 @@ else:
     name, data = p.name, p.read_bytes()
 
 c1, c2, c3 = st.columns(3)
-# the model's own operating threshold, exactly (a rounded slider value would change verdicts near it)
-threshold = det.threshold
-if c1.toggle("Custom threshold", key="custom_threshold", help=f"The model's threshold is {det.threshold:.4f} "
-             f"({det.card.threshold_policy or 'set on validation'}). Change it to trade false alarms for detections."):
-    threshold = c1.slider("Threshold (score ≥ threshold → fake)", 0.0, 1.0, float(round(det.threshold, 3)), 0.001,
-                          format="%.3f")
+# each detector's own operating threshold, exactly (a rounded slider value would change verdicts near it)
+thresholds = detect.thresholds_default(det)
+if c1.toggle("Custom threshold", key="custom_threshold", help="Each detector's threshold: " + "; ".join(
+        f"{s.key} {s.threshold:.4f} ({s.card.threshold_policy or 'set on validation'})" for s in det.scorers)
+        + ". Change it to trade false alarms for detections."):
+    for s in det.scorers:
+        label = "Threshold (score ≥ threshold → fake)" + (f" · {s.key}" if len(det.scorers) > 1 else "")
+        thresholds[s.key] = c1.slider(label, 0.0, 1.0, float(round(s.threshold, 3)), 0.001, format="%.3f",
+                                      key=f"threshold_{s.key}")
 frames = detect.frames_slider(c2, det)
 strategy = detect.strategy_select(c3)
 
@@ -43,10 +47,11 @@ if data is not None:
     else:
         key = f"{name}:{len(data)}:{file_id or hashlib.sha1(data).hexdigest()}:{frames}:{strategy}"
         res = detect.run_analysis(det, key, name, data, frames, strategy)
-        detect.verdict(det, res, threshold)
+        detect.verdict(det, res, thresholds)
         detect.credentials(res)
         if not res.error:
-            detect.faces_view(det, res, threshold)
+            detect.faces_view(det, res, thresholds)
+            detect.retest(det, res, key, name, data, frames, strategy, thresholds)
             detect.downloads(res)
 else:
     st.info("Upload a file or pick a bundled sample to start.")

@@ -10,12 +10,15 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import charts, overlays
-from model.api import CSV_COLUMNS, Result
+from model import registry, results
+from model.api import Result
 from model.media import IMAGE_EXTS, VIDEO_EXTS
 from model.video import DEFAULT_STRATEGY, STRATEGIES, downscale
 
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in IMAGE_EXTS | VIDEO_EXTS)
-SCORE_NOTE = "Score = P(fake), the model's probability that a face is manipulated, from 0 (real) to 1 (fake)."
+SCORE_NOTE = ("score = P(fake) in [0, 1]: a detector's calibrated probability that a face is manipulated, from 0 "
+              "(real) to 1 (fake).")
+VERDICT_WORDS = {"fake": "Likely FAKE", "real": "Likely REAL"}
 DISPLAY_SIDE = 1280  # what a session keeps of the image / key frame (longer side, pixels)
 MAX_SHOWN_FACES = 12
 
@@ -82,7 +85,40 @@ def run_analysis(det, key: str, name: str, data: bytes, frames: int | None, stra
     return res
 
 
-def verdict(det, res: Result, threshold: float) -> None:
+def thresholds_default(det) -> dict[str, float]:
+    """Every detector's own operating threshold, exactly (a rounded slider value would change verdicts near it)."""
+    return {s.key: s.threshold for s in det.scorers}
+
+
+def verdict_rule_words() -> str:
+    """``registry.VERDICT_RULE`` as a sentence for people."""
+    rule = registry.VERDICT_RULE.removeprefix("combined verdict: ")
+    return f"Combined verdict: {rule[:1].upper()}{rule[1:]}."
+
+
+def file_verdicts(det, res: Result, thresholds: dict[str, float] | None = None) -> tuple[dict[str, dict], str]:
+    """Per detector {score, label, threshold} of the file at ``thresholds`` (default: each detector's own), and
+    the combined verdict of those labels (``registry.combine``)."""
+    thresholds = thresholds or {}
+    per = {}
+    for s in det.scorers:
+        d = res.detectors.get(s.key) or {}
+        thr = thresholds.get(s.key, s.threshold)
+        score = d.get("score")
+        per[s.key] = {"score": score, "label": s.label_for(score, thr), "threshold": thr}
+    return per, registry.combine(v["label"] for v in per.values())
+
+
+def detector_line(s) -> str:
+    """One plain-language line: what a detector detects and what it looks for (its model card)."""
+    return f"Detects {s.detects}." + (f" Looks for: {s.looks_for}" if s.looks_for else "")
+
+
+def verdict(det, res: Result, thresholds: dict[str, float] | float | None = None) -> None:
+    """File level: the combined verdict (with its rule in words) and every detector's score and verdict at its
+    own threshold, side by side."""
+    if isinstance(thresholds, (int, float)):
+        thresholds = {det.default.key: float(thresholds)}
     if res.error:
         st.error(f"Could not analyse **{res.path}**: {res.error}")
         return
@@ -91,18 +127,33 @@ def verdict(det, res: Result, threshold: float) -> None:
     if res.score is None:
         st.warning("No face found: nothing to score. Try a sharper or larger, front-facing face.")
         return
-    label = det.label_for(res.score, threshold)
+    per, combined = file_verdicts(det, res, thresholds)
     what = "face track" if res.kind == "video" else "face"
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Verdict", {"fake": "Likely FAKE", "real": "Likely REAL"}.get(label, "No verdict"))
-    c2.metric("Score P(fake)", f"{res.score:.3f}", help=SCORE_NOTE)
-    c3.metric(f"{what.capitalize()}s", res.faces)
-    if not det.trained:
-        st.warning("This model is **untrained**: the scores are random-weight outputs, not a verdict.")
-    else:
+    several = len(det.scorers) > 1
+    c = st.columns(3)
+    c[0].metric("Verdict", VERDICT_WORDS.get(combined, "No verdict"),
+                help=verdict_rule_words() if several else None)
+    if not several:
+        c[1].metric("Score P(fake)", f"{res.score:.3f}", help=SCORE_NOTE)
+    c[2].metric(f"{what.capitalize()}s", res.faces)
+    if several:
+        cols = st.columns(len(det.scorers))
+        for col, s in zip(cols, det.scorers):
+            v = per[s.key]
+            col.markdown(f"**{s.key}**")
+            col.metric(f"P(fake) · {s.key}", "—" if v["score"] is None else f"{v['score']:.3f}", help=SCORE_NOTE)
+            col.metric(f"Verdict · {s.key}", VERDICT_WORDS.get(v["label"], "No verdict"))
+            col.caption(f"threshold {v['threshold']:.3f}. {detector_line(s)}")
+        st.caption(verdict_rule_words())
+    untrained = [s.key for s in det.scorers if not s.trained]
+    if untrained:
+        st.warning(f"Untrained ({', '.join(untrained)}): random-weight outputs, not a verdict.")
+    if len(untrained) < len(det.scorers):
         how = ("the file's score is the highest face score" if res.kind == "image" else
                f"video score = {'max over faces per frame, mean over frames' if res.strategy == 'max_mean' else res.strategy}")
-        st.caption(f"{SCORE_NOTE} Label 'fake' when score ≥ threshold {threshold:.3f}; {how}. "
+        thr = ", ".join(f"{k} {v['threshold']:.3f}" for k, v in per.items()) if several else \
+            f"{per[det.default.key]['threshold']:.3f}"
+        st.caption(f"{SCORE_NOTE} Label 'fake' when score ≥ threshold ({thr}); {how}. "
                    "A score is evidence, not proof.")
 
 
@@ -158,11 +209,58 @@ def credentials(res: Result) -> None:
                    "edit them.")
 
 
-def faces_view(det, res: Result, threshold: float) -> None:
+def track_rows(det, res: Result, thresholds: dict[str, float] | None = None) -> list[dict]:
+    """One row per face track: its frame count and every detector's aggregated score and label (at
+    ``thresholds``, default each detector's own)."""
+    thresholds = thresholds or {}
+    several = len(det.scorers) > 1
+    rows = []
+    for t in res.tracks:
+        r = {"face track": t.id + 1, "frames": len(t.frames)}
+        for s in det.scorers:
+            d = t.detectors.get(s.key) or ({"score": t.score} if s is det.default else {})
+            score = d.get("score")
+            label = s.label_for(score, thresholds.get(s.key, s.threshold))
+            if several:
+                r[f"P(fake) · {s.key}"] = None if score is None else round(float(score), 4)
+                r[f"label · {s.key}"] = label
+            else:
+                r["score P(fake)"] = None if score is None else round(float(score), 4)
+                r["label"] = label
+        if several:
+            r["combined"] = registry.combine(v for k, v in r.items() if k.startswith("label · "))
+        rows.append(r)
+    return rows
+
+
+def face_scores(det, f, thresholds: dict[str, float] | None = None) -> dict[str, dict]:
+    """Per detector {score, label, threshold} of one face (FaceResult.detectors; the default detector's score
+    when a result predates several detectors)."""
+    thresholds = thresholds or {}
+    out = {}
+    for s in det.scorers:
+        d = f.detectors.get(s.key) or ({"score": f.score} if s is det.default else {})
+        thr = thresholds.get(s.key, s.threshold)
+        out[s.key] = {"score": d.get("score"), "label": s.label_for(d.get("score"), thr), "threshold": thr}
+    return out
+
+
+def cam_key(det, face_index: int, key: str) -> str:
+    """The explanation cache key of one face and detector (the default detector's: ``cam_<i>``)."""
+    return f"cam_{face_index}" if key == det.default.key else f"cam_{face_index}_{key}"
+
+
+def faces_view(det, res: Result, thresholds: dict[str, float] | float | None = None) -> None:
+    if isinstance(thresholds, (int, float)):
+        thresholds = {det.default.key: float(thresholds)}
+    thresholds = thresholds or {}
+    threshold = thresholds.get(det.default.key, det.threshold)
+    several = len(det.scorers) > 1
     if res.image is not None and (res.all_faces or res.kind == "image"):
         faces = res.face_results if res.kind == "image" else max(
             res.frames, key=lambda fr: max((f.score for f in fr.faces), default=-1.0)).faces  # res.image's frame
         cap = "boxes: red = fake, green = real at the current threshold" + (
+            f" of the {det.default.key} detector" if several else "") + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
         scale = res.image.shape[1] / max(res.width, 1)  # the kept image is downscaled (``compact``)
         if abs(scale - 1.0) > 1e-6:
@@ -170,22 +268,139 @@ def faces_view(det, res: Result, threshold: float) -> None:
         st.image(overlays.draw_faces(res.image, faces, threshold), caption=cap, width=720)
     if res.kind == "video" and res.tracks:
         st.plotly_chart(charts.timeline(res.frames, res.tracks, threshold), width="stretch")
-        st.dataframe([{"face track": t.id + 1, "frames": len(t.frames), "score P(fake)": round(t.score, 4),
-                       "label": det.label_for(t.score, threshold)} for t in res.tracks], hide_index=True)
+        st.dataframe(track_rows(det, res, thresholds), hide_index=True)
     faces = _representative_faces(res)
     if not faces:
         return
     st.subheader("Per face")
+    st.caption(f"{SCORE_NOTE} One column per detector: its score, its verdict at its own threshold and, on "
+               "request, its heat map.")
     for i, f in enumerate(faces):
-        c1, c2, c3 = st.columns([1, 1, 2])
-        c1.image(f.crop, caption=f"face {i + 1}" + (f" (track {f.track + 1}, frame {f.frame})" if f.track is not None else ""),
-                 width=160)
-        c3.markdown(f"**P(fake) = {f.score:.3f}** → {det.label_for(f.score, threshold)}  \n"
-                    f"detector confidence {f.confidence:.3f}, box {f.box}")
-        if c3.toggle("Explain (heat map)", key=f"cam_{i}", help="Which regions pushed the score towards 'fake'"):
-            from dashboard import explain_ui
+        per = face_scores(det, f, thresholds)
+        c = st.columns([1] + [2] * len(det.scorers))
+        c[0].image(f.crop, caption=f"face {i + 1}" + (f" (track {f.track + 1}, frame {f.frame})" if f.track is not None else ""),
+                   width=160)
+        c[0].caption(f"face-finder confidence {f.confidence:.3f}, box {f.box}")
+        show = c[0].toggle("Explain (heat map)", key=f"cam_{i}", help="Which regions pushed each detector's score "
+                           "towards 'fake'")
+        for col, s in zip(c[1:], det.scorers):
+            v = per[s.key]
+            score = "—" if v["score"] is None else f"{v['score']:.3f}"
+            col.markdown(f"**{s.key}**: P(fake) = **{score}** → {v['label']} (threshold {v['threshold']:.3f})")
+            col.caption(detector_line(s))
+            if show and f.crop is not None:
+                from dashboard import explain_ui
 
-            explain_ui.face_explanation(det, f.crop, f"cam_{i}", image_col=c2, info_col=c3)
+                if s.cut() != det.default.cut():
+                    col.caption(f"Explained on the face as cut for {det.default.key} (resized to {s.input_size} px).")
+                explain_ui.face_explanation(s, f.crop, cam_key(det, i, s.key), image_col=col, info_col=col)
+
+
+# --------------------------------------------------------------------------- re-test after re-compression
+RETEST_KEY = "detect_retest"
+RETEST_DEFAULT_LEVEL = 3
+RETEST_NOTE = ("Re-compression is what a file goes through when it is shared (messaging apps, social networks). The "
+               "file is re-compressed on this server and analysed again exactly as an upload; a verdict that "
+               "changes is fragile, one that stays is stable.")
+
+
+def retest_perturbation(kind: str) -> str:
+    """The re-compression a file of ``kind`` gets: JPEG for images, H.264 re-encoding for videos."""
+    return "h264" if kind == "video" else "jpeg"
+
+
+def retest_file(det, name: str, data: bytes, kind: str, level: int = RETEST_DEFAULT_LEVEL,
+                frames: int | None = None, strategy: str = DEFAULT_STRATEGY, progress=None) -> Result:
+    """Analyse ``data`` again after re-compression at ``level`` through the same engine path as an upload.
+    Images: decoded (limited child process), JPEG-compressed (``perturb.apply``), encoded losslessly as PNG
+    (``perturb.image_bytes``) and analysed from memory. Videos: written to a private temporary folder, re-encoded
+    there with H.264 (``perturb.reencode_video``) and analysed; the folder is removed afterwards, also on error.
+    The decoding / re-encoding holds one of the analysis slots, as an analysis does. Raises
+    ``perturb.PerturbError`` (e.g. ffmpeg failed) or ``media.MediaError`` (unreadable input); other input problems
+    come back in ``result.error``."""
+    from model import isolation, limits, perturb, uploads
+
+    stem = Path(name).stem or "upload"
+    on_wait = (lambda ahead: progress(0.0, f"waiting for a free analysis slot ({ahead} ahead of you)")) \
+        if progress else None
+    pert = retest_perturbation(kind)
+    if kind == "image":
+        with limits.analysis_slot(on_wait):
+            png = perturb.image_bytes(perturb.apply(isolation.load_image(data), pert, level))
+        return det.analyze(png, frames=frames, strategy=strategy, progress=progress,
+                           display_name=f"{stem}.{pert}{level}.png")
+    with uploads.spooled(data, name) as src:  # a private folder, removed on leaving (also on error)
+        if progress:
+            progress(0.0, f"re-encoding: {perturb.describe(pert, level)}")
+        with limits.analysis_slot(on_wait):
+            out = perturb.reencode_video(src, level, src.parent)
+        return det.analyze(out, frames=frames, strategy=strategy, progress=progress,
+                           display_name=f"{stem}.{pert}{level}.mp4")
+
+
+def retest_rows(det, before: Result, after: Result, thresholds: dict[str, float] | None = None
+                ) -> tuple[list[dict], str, str]:
+    """Per detector: score and verdict before and after re-compression and whether the verdict changed
+    ("fragile") or not ("stable"); plus the combined verdict before and after."""
+    b, cb = file_verdicts(det, before, thresholds)
+    a, ca = file_verdicts(det, after, thresholds)
+    fmt = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
+    rows = [{"detector": k, "P(fake) before": fmt(b[k]["score"]), "verdict before": b[k]["label"],
+             "P(fake) after": fmt(a[k]["score"]), "verdict after": a[k]["label"],
+             "verdict": "stable" if b[k]["label"] == a[k]["label"] else "fragile"} for k in b]
+    if len(rows) > 1:
+        rows.append({"detector": "combined", "P(fake) before": None, "verdict before": cb, "P(fake) after": None,
+                     "verdict after": ca, "verdict": "stable" if cb == ca else "fragile"})
+    return rows, cb, ca
+
+
+def _one_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def retest(det, res: Result, key: str, name: str, data: bytes, frames: int | None, strategy: str,
+           thresholds: dict[str, float] | None = None) -> None:
+    """The "Re-test this file after re-compression" control and its before/after table."""
+    from model import perturb
+    from model.media import MediaError
+
+    st.subheader("Re-test this file after re-compression")
+    pert = retest_perturbation(res.kind)
+    level = st.select_slider("Re-compression level", options=list(perturb.LEVELS), value=RETEST_DEFAULT_LEVEL,
+                             key="retest_level", format_func=lambda lv: f"{lv}: {perturb.describe(pert, lv)}",
+                             help="1 = light, 5 = heavy")
+    st.caption(RETEST_NOTE)
+    rkey = f"{key}:{pert}:{level}"
+    store = st.session_state.setdefault(RETEST_KEY, {})
+    if st.button(f"Re-test after {perturb.describe(pert, level)}", key="retest_run"):
+        bar = st.progress(0.0, text="Re-compressing…")
+
+        def progress(f: float, m: str) -> None:
+            bar.progress(min(max(f, 0.0), 1.0), text=m[:1].upper() + m[1:])
+
+        try:
+            after = retest_file(det, name, data, res.kind, level, frames, strategy, progress)
+            out = compact(after) if not after.error else after.error
+        except (perturb.PerturbError, MediaError, OSError) as e:
+            out = _one_line(e)
+        finally:
+            bar.empty()
+        store.clear()  # one re-test kept per session
+        store[rkey] = out
+    after = store.get(rkey)
+    if after is None:
+        return
+    if isinstance(after, str):
+        st.error(f"Could not re-test **{md_escape(name)}**: {md_escape(after)}")
+        return
+    rows, cb, ca = retest_rows(det, res, after, thresholds)
+    st.dataframe(rows, hide_index=True)
+    what = perturb.describe(pert, level)
+    if cb == ca:
+        st.success(f"Stable: the verdict stays **{cb}** after {what}.")
+    else:
+        st.warning(f"Fragile: the verdict changes from **{cb}** to **{ca}** after {what}.")
+    st.caption(f"{SCORE_NOTE} Verdicts at the thresholds in use.")
 
 
 def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
@@ -201,7 +416,7 @@ def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
 
 def downloads(res: Result) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=results.columns(list(res.detectors)), lineterminator="\n")
     w.writeheader()
     w.writerow(res.csv_row())
     stem = Path(res.path).stem or "result"
@@ -211,9 +426,10 @@ def downloads(res: Result) -> None:
 
 
 def model_card(det) -> None:
-    card = det.card
-    st.markdown(f"**{card.backbone}**, {det.input_size} px faces, threshold {card.threshold:.3f}, "
-                f"{'trained' if card.trained else '**untrained**'}  \nTrained on: {card.trained_on}")
-    if card.metrics:
-        st.json(card.metrics, expanded=False)
-
+    for s in det.scorers:
+        card = s.card
+        st.markdown(f"**{s.key}** — {card.backbone}, {s.input_size} px faces, threshold {card.threshold:.3f}, "
+                    f"{'trained' if card.trained else '**untrained**'}  \nTrained on: {card.trained_on}  \n"
+                    f"{detector_line(s)}")
+        if card.metrics:
+            st.json(card.metrics, expanded=False)

@@ -1,12 +1,14 @@
-"""Cached loaders: the detector (and with it MTCNN) load once per process with st.cache_resource."""
+"""Cached loaders: the detectors (and with them MTCNN) load once per process with st.cache_resource."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from dashboard import runs
-from model.api import ModelNotFound, require_model_dir
+from model import registry
+from model.api import MODEL_ENV, ModelNotFound, require_model_dir
 
 
 def _stamp(d: Path) -> tuple:
@@ -32,15 +34,34 @@ def get_detector(model_dir: str):
     return _get_detector(model_dir, _stamp(Path(model_dir)))
 
 
+@st.cache_resource(show_spinner="Loading the detectors (first time only)…", max_entries=4)
+def _get_registry_detector(keys: tuple[str, ...], stamp: tuple):
+    from model.api import Detector
+    from model.uploads import sweep_stale_once
+
+    sweep_stale_once()
+    det = Detector.load(detectors=list(keys))
+    det.warm_up(background=True)
+    return det
+
+
 def detector():
-    """The model of the Detect/About/own-test-set pages ($DEEPFAKE_MODEL, else the bundled model). Without one the
-    page shows one error line and stops: it never scores with an untrained network."""
-    try:
-        d = require_model_dir()
-    except ModelNotFound as e:
-        st.error(f"No model to analyse with: {e}.")
+    """The detectors of the Detect/About/own-test-set pages: $DEEPFAKE_MODEL (that one folder), else every
+    detector of the registry whose model folder exists (``model.registry.available``). Without one the page shows
+    one error line and stops: it never scores with an untrained network."""
+    if os.environ.get(MODEL_ENV):
+        try:
+            d = require_model_dir()
+        except ModelNotFound as e:
+            st.error(f"No model to analyse with: {e}.")
+            st.stop()
+        return get_detector(str(d))
+    found = registry.available()
+    if not found:
+        st.error(f"No model to analyse with: no detector.keras in {registry.REGISTRY[0].folder} (the bundled "
+                 f"model); set {MODEL_ENV} to a model folder.")
         st.stop()
-    return get_detector(str(d))
+    return _get_registry_detector(tuple(e.key for e in found), tuple(_stamp(e.folder) for e in found))
 
 
 def run_detector(run: Path):
