@@ -404,14 +404,19 @@ def retest(det, res: Result, key: str, name: str, data: bytes, frames: int | Non
 
 
 def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
-    """Image: every face. Video: the highest-scoring face of each track."""
+    """Image: every face. Video: the face of each track whose crop the engine kept (the highest RAW score: calibrated
+    scores tie on isotonic steps, so choosing by them could pick a face whose crop was dropped)."""
     if res.kind == "image":
         return res.face_results[:limit]
     best = {}
     for f in res.all_faces:
-        if f.track not in best or f.score > best[f.track].score:
+        if f.crop is not None and (f.track not in best or _rank(f) > _rank(best[f.track])):
             best[f.track] = f
     return [best[k] for k in sorted(best)][:limit]
+
+
+def _rank(f) -> float:
+    return f.raw_score if f.raw_score is not None else f.score
 
 
 def downloads(res: Result) -> None:

@@ -86,3 +86,22 @@ def test_credential_details_and_markdown_escaping():
     assert rows["Validation"].startswith("invalid:") and rows["Validation"].endswith("(assertion.dataHash.mismatch)")
     assert rows["EXIF camera"] == "Canon EOS R5" and "EXIF software" not in rows and "Signed at" not in rows
     assert detect.md_escape(rows["Signer"]).startswith("Evil \\[click\\](http://x)")  # no link rendered
+
+
+def test_representative_video_face_is_the_one_whose_crop_was_kept():
+    """Isotonic calibration gives equal calibrated scores to different raw scores: the page must show the face the
+    engine kept a crop of (highest raw score), not the first face with the top calibrated score (crop None)."""
+    import numpy as np
+
+    from dashboard.detect import _representative_faces
+    from model.api import FaceResult, FrameResult, Result
+
+    def face(raw, crop, frame):
+        return FaceResult(box=[0, 0, 10, 10], confidence=1.0, keypoints={}, score=0.8, label="fake", frame=frame,
+                          track=0, crop=np.zeros((4, 4, 3), np.uint8) if crop else None, raw_score=raw)
+
+    res = Result(path="v.mp4", kind="video")
+    res.frames = [FrameResult(0, 0.0, [face(0.61, False, 0)]), FrameResult(1, 0.1, [face(0.70, True, 1)]),
+                  FrameResult(2, 0.2, [face(0.65, False, 2)])]
+    (f,) = _representative_faces(res)
+    assert f.frame == 1 and f.crop is not None
