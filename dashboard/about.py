@@ -81,9 +81,39 @@ def registry_section(det) -> None:
                                                         for k, v in r.items() if k != "detector"]))
     rule = registry.VERDICT_RULE.removeprefix("combined verdict: ")
     st.info(f"**Combined verdict.** {rule[:1].upper()}{rule[1:]}.")
+    cost = combined_cost_rows()
+    if cost:
+        st.markdown("**What the combined verdict costs and buys** (measured by `python -m research.detectors` on "
+                    "files neither detector trained on; share labelled fake, 95 % interval):")
+        st.dataframe(cost, hide_index=True)
     if getattr(det, "keys", None) and det.keys[0] not in registry.keys():
         st.caption(f"This server uses one model folder ({det.name}, set by $DEEPFAKE_MODEL) instead of the "
                    "registry's detectors.")
+
+
+COMBINED_COST = registry.REPO_ROOT / "runs" / "gan" / "evaluation" / "combined_verdict.json"
+
+
+def combined_cost_rows(path: Path = COMBINED_COST) -> list[dict]:
+    """Rows of the measured combined-verdict table (``research.detectors``): per sample, each detector's and the
+    combined share labelled fake with intervals; [] when not measured here."""
+    import json
+
+    if not path.is_file():
+        return []
+    d = json.loads(path.read_text())
+
+    def pct(v, ci):
+        return "—" if v is None else f"{100 * v:.1f} %" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+
+    rows = []
+    for r in d["rows"]:
+        row = {"sample": r["source"], "kind": "real photos: false alarms" if r["real"] else "generated: detections",
+               "n": r["n"]}
+        for k in [*d["detectors"], "combined"]:
+            row[k] = pct(r.get(k), r.get(f"{k}_ci"))
+        rows.append(row)
+    return rows
 
 
 def render(det) -> None:

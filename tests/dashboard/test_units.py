@@ -105,3 +105,18 @@ def test_representative_video_face_is_the_one_whose_crop_was_kept():
                   FrameResult(2, 0.2, [face(0.65, False, 2)])]
     (f,) = _representative_faces(res)
     assert f.frame == 1 and f.crop is not None
+
+
+def test_combined_cost_rows_read_the_measured_table(tmp_path):
+    import json
+
+    from dashboard.about import combined_cost_rows
+
+    assert combined_cost_rows(tmp_path / "missing.json") == []
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"detectors": ["faceswap", "generated"], "rows": [
+        {"source": "utkface", "real": True, "n": 10, "faceswap": 0.5, "faceswap_ci": [0.2, 0.8], "generated": 0.1,
+         "generated_ci": None, "combined": 0.6, "combined_ci": [0.3, 0.9]}]}))
+    (r,) = combined_cost_rows(f)
+    assert r == {"sample": "utkface", "kind": "real photos: false alarms", "n": 10, "faceswap": "50.0 % [20.0, 80.0]",
+                 "generated": "10.0 %", "combined": "60.0 % [30.0, 90.0]"}
