@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from model import isolation, limits, media, provenance, registry, results, video
-from model.crops import CropSpec, crop_box_image, image_faces
+from model.crops import CropSpec, chunk_faces, crop_box_image, image_faces
 from model.faces import Face
 from model.media import MediaError
 
@@ -537,6 +537,8 @@ class Detector:
         ``frames`` defaults to ``spec.frames``, ``max_duration_s`` to ``Limits.max_video_s``."""
         if strategy not in video.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {video.STRATEGIES}")
+        if chunk_frames % video.KEYFRAME_GROUP:
+            raise ValueError(f"chunk_frames must be a multiple of {video.KEYFRAME_GROUP} (keyframe groups)")
         res = self._base(str(path), "video")
         res.strategy = strategy
         if progress:
@@ -585,8 +587,8 @@ class Detector:
     def _detect_and_score(self, vx, chunk, detect_batch: int, timings: dict[str, float]):
         """Faces of each frame of ``chunk`` ((index, frame) pairs) and every detector's raw scores of them."""
         t0 = time.perf_counter()
-        per_frame = [faces for sub in video.iter_batches(chunk, detect_batch)
-                     for faces in vx.detect_batch([f for _, f in sub])]
+        per_frame = [faces for group in video.iter_batches(chunk, video.KEYFRAME_GROUP)
+                     for faces in chunk_faces(vx, group, self.spec, detect_batch)]
         t1 = time.perf_counter()
         raw = self.score_faces([(frame, f) for (_, frame), faces in zip(chunk, per_frame) for f in faces])
         timings["detect_s"] += t1 - t0

@@ -35,6 +35,10 @@ class CropSpec:
     min_confidence: float = 0.9  # MTCNN confidence
     max_faces: int = 32  # faces kept per image / per frame (most confident first)
     frames: int = 32  # frames sampled uniformly per video
+    # videos: MTCNN runs on every k-th sampled frame (and the last of each chunk); faces of the frames between two
+    # such keyframes are the keyframes' boxes and keypoints linearly interpolated (``video.interpolate_faces``) and
+    # cut from their own frame. 1 = detect on every sampled frame (every card made before this field)
+    video_keyframe_every: int = 1
 
     def __post_init__(self):
         if self.size < 16:
@@ -43,8 +47,8 @@ class CropSpec:
             raise ValueError("interpolation: only 'area' (INTER_AREA down, INTER_LINEAR up) is implemented")
         if not 0 <= self.margin <= 2:
             raise ValueError("margin must be in [0, 2]")
-        if self.frames < 1 or self.max_faces < 1:
-            raise ValueError("frames and max_faces must be >= 1")
+        if self.frames < 1 or self.max_faces < 1 or self.video_keyframe_every < 1:
+            raise ValueError("frames, max_faces and video_keyframe_every must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,8 +114,8 @@ def video_faces(path, spec: CropSpec, frames: int | None = None, max_duration_s:
     per_frame: list[list[Face]] = []
     t0 = time.perf_counter()
     done = 0
-    for chunk in video.iter_batches(decoded, detect_batch):
-        per_frame.extend(vx.detect_batch([f for _, f in chunk]))
+    for chunk in video.iter_batches(decoded, video.KEYFRAME_GROUP):
+        per_frame.extend(chunk_faces(vx, chunk, spec, detect_batch))
         done += len(chunk)
         if progress:
             progress(0.9 * done / len(decoded), f"detecting faces: frame {done}/{len(decoded)}")
@@ -120,6 +124,29 @@ def video_faces(path, spec: CropSpec, frames: int | None = None, max_duration_s:
     if not keep_frames:
         decoded = [(i, np.zeros((0, 0, 3), np.uint8)) for i, _ in decoded]
     return VideoFaces(info=info, frames=decoded, faces=per_frame, tracks=tracks, detect_s=detect_s, decode_s=decode_s)
+
+
+def chunk_faces(vx: FaceExtractor, group: Sequence[tuple[int, np.ndarray]], spec: CropSpec,
+                detect_batch: int = 1) -> list[list[Face]]:
+    """Faces of every frame of ``group`` ((index, frame) pairs; at most ``video.KEYFRAME_GROUP``): MTCNN on the
+    keyframes (``video.keyframe_positions``; every frame when ``spec.video_keyframe_every`` is 1), the faces of the
+    frames between them interpolated (``video.interpolate_faces``) and cut from their own frame by the contract.
+    Prepare (``video_faces``) and the engine both detect through this function."""
+    from model import video
+
+    keys = video.keyframe_positions(len(group), spec.video_keyframe_every)
+    found = dict(zip(keys, [faces for sub in video.iter_batches([group[j] for j in keys], detect_batch)
+                            for faces in vx.detect_batch([f for _, f in sub])]))
+    out = []
+    for j, (_, frame) in enumerate(group):
+        if j in found:
+            out.append(found[j])
+            continue
+        a = max(k for k in keys if k < j)
+        b = min(k for k in keys if k > j)
+        out.append([Face(box=box, confidence=conf, keypoints=kps, crop=crop_box_image(frame, box, spec))
+                    for box, conf, kps in video.interpolate_faces(found[a], found[b], (j - a) / (b - a))])
+    return out
 
 
 def crop_box_image(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:

@@ -369,6 +369,48 @@ class TrackLinker:
         return ids
 
 
+def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) -> list[tuple]:
+    """Faces of a frame between two keyframes, at fraction ``t`` (0 < t < 1) of the way from keyframe faces ``a``
+    to ``b`` (objects with ``box`` (x, y, w, h), ``confidence``, ``keypoints``): each face of ``a`` linked to one
+    of ``b`` (greedy, highest IoU first, IoU >= ``min_iou``) gets the linearly interpolated box and keypoints and
+    the lower confidence; a face only in ``a`` is carried while t < 0.5, a face only in ``b`` from t >= 0.5 (each
+    frame takes its nearer keyframe's unmatched faces). Returns (box, confidence, keypoints) tuples, ``a``'s
+    order first."""
+    pairs = sorted(((iou(fa.box, fb.box), i, j) for i, fa in enumerate(a) for j, fb in enumerate(b)), reverse=True)
+    match: dict[int, int] = {}
+    used: set[int] = set()
+    for v, i, j in pairs:
+        if v >= min_iou and i not in match and j not in used:
+            match[i] = j
+            used.add(j)
+
+    def lerp(x, y):
+        return (1 - t) * float(x) + t * float(y)
+
+    out = []
+    for i, fa in enumerate(a):
+        if i in match:
+            fb = b[match[i]]
+            box = tuple(int(round(lerp(x, y))) for x, y in zip(fa.box, fb.box))
+            kps = {k: (lerp(p[0], fb.keypoints[k][0]), lerp(p[1], fb.keypoints[k][1]))
+                   for k, p in fa.keypoints.items() if k in fb.keypoints}
+            out.append((box, min(float(fa.confidence), float(fb.confidence)), kps))
+        elif t < 0.5:
+            out.append((tuple(int(v) for v in fa.box), float(fa.confidence), dict(fa.keypoints)))
+    if t >= 0.5:
+        out += [(tuple(int(v) for v in fb.box), float(fb.confidence), dict(fb.keypoints))
+                for j, fb in enumerate(b) if j not in used]
+    return out
+
+
+KEYFRAME_GROUP = 8  # sampled frames are taken in consecutive groups of 8 for keyframe detection
+
+
+def keyframe_positions(n: int, every: int) -> list[int]:
+    """Positions in a group of ``n`` sampled frames where faces are detected: every ``every``-th and the last."""
+    return sorted({*range(0, n, max(1, every)), n - 1}) if n else []
+
+
 def link_tracks(frames_boxes: Sequence[Sequence[Sequence[float]]], min_iou: float = 0.2) -> list[list[int]]:
     """For each frame, a track id per box (see ``TrackLinker``)."""
     linker = TrackLinker(min_iou)

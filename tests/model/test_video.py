@@ -208,3 +208,52 @@ def test_seek_or_grab_gives_the_same_frames(tmp_path, monkeypatch, grab_gap):
     _, spread = video.read_frames(src, n=8, max_duration_s=None)
     assert [i for i, _ in spread] == video.sample_indices(400, 8)
     assert all(np.array_equal(f, every[i]) for i, f in spread)
+
+
+# --------------------------------------------------------------------------- keyframes
+class _F:
+    def __init__(self, box, conf=0.99, kps=None):
+        self.box, self.confidence = box, conf
+        self.keypoints = kps if kps is not None else {"nose": (box[0] + box[2] / 2, box[1] + box[3] / 2)}
+
+
+def test_interpolate_faces_moves_matched_faces_and_hands_over_unmatched_ones():
+    from model.video import interpolate_faces, keyframe_positions
+
+    a = [_F((0, 0, 100, 100), 0.95), _F((500, 500, 40, 40))]  # the second vanishes by b
+    b = [_F((20, 10, 100, 100), 0.99), _F((900, 0, 50, 50))]  # the second is new at b
+    early = interpolate_faces(a, b, 0.25)
+    assert early[0][0] == (5, 2, 100, 100) and early[0][1] == 0.95  # a quarter of the way; the lower confidence
+    assert early[0][2]["nose"] == (55.0, 52.5)
+    assert [f[0] for f in early[1:]] == [(500, 500, 40, 40)]  # a's unmatched face carried before half way
+    late = interpolate_faces(a, b, 0.75)
+    assert late[0][0] == (15, 8, 100, 100) and [f[0] for f in late[1:]] == [(900, 0, 50, 50)]
+    assert interpolate_faces([], [], 0.5) == []
+    assert keyframe_positions(8, 4) == [0, 4, 7] and keyframe_positions(8, 1) == list(range(8))
+    assert keyframe_positions(3, 4) == [0, 2] and keyframe_positions(0, 4) == []
+
+
+def test_keyframes_detect_less_and_cut_interpolated_faces_by_the_contract(tiny_model_dir, face_video, monkeypatch):
+    """With video_keyframe_every = 4, MTCNN runs on 3 of every 8 sampled frames; the other frames' faces are the
+    interpolated boxes cut from their own frame by the contract, in the engine and in prepare's video_faces alike."""
+    from model import faces as faces_mod
+    from model.api import Detector
+    from model.crops import crop_box_image, video_faces
+
+    det = Detector.load(tiny_model_dir)
+    det.spec = det.spec.replace(video_keyframe_every=4)
+    calls = []
+    real = faces_mod.FaceExtractor.detect_batch
+    monkeypatch.setattr(faces_mod.FaceExtractor, "detect_batch",
+                        lambda self, frames: calls.append(len(frames)) or real(self, frames))
+    res = det.analyze_video(face_video, frames=16)
+    assert res.error == "" and len(res.frames) == 16 and sum(calls) == 6  # keyframes 0, 4, 7 of each 8
+    assert all(fr.faces for fr in res.frames)
+    vf = video_faces(face_video, det.spec, frames=16)
+    frames = dict(vf.frames)
+    for fr, pf in zip(res.frames, vf.faces):
+        assert [f.box for f in fr.faces] == [list(map(int, f.box)) for f in pf]  # one contract: engine = prepare
+        for f, pfc in zip(fr.faces, pf):
+            cut = crop_box_image(frames[fr.index], f.box, det.spec)
+            np.testing.assert_array_equal(pfc.crop, cut)  # prepare's crop of the frame = the contract's cut
+            np.testing.assert_allclose(det.score_crops(cut), [f.raw_score], atol=1e-5)  # what the engine scored
