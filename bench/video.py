@@ -1,6 +1,6 @@
 """Benchmark: our video pipeline vs the original project's way, side by side on the same clip.
 
-    python -m bench.video [--clip PATH] [--real-clip PATH|none] [--frames 32] [--model DIR]
+    python -m bench.video [--clip PATH] [--real-clip PATH|none] [--frames 32] [--model DIR] [--keyframe-every K]
 
 Without --clip it writes a 10 s 1280x720 30 fps clip of a public-domain portrait (skimage astronaut) moving
 over a textured background. Prints our seconds per stage (decode, face detection, classification), then the
@@ -116,11 +116,16 @@ def main() -> int:
                                         "that folder exists; 'none' to skip)")
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--model", help="model folder (default: bundled sample model, else an untrained B0 at 128 px)")
+    ap.add_argument("--keyframe-every", type=int, default=None,
+                    help="override the card's video_keyframe_every (MTCNN on every k-th frame of each group of 8)")
     a = ap.parse_args()
     from model.api import Detector, default_model_dir
 
     d = Path(a.model) if a.model else default_model_dir()
     det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
+    if a.keyframe_every:
+        det.spec = det.spec.replace(video_keyframe_every=a.keyframe_every)
+    print(f"face finding: MTCNN on every {det.spec.video_keyframe_every}. sampled frame of each group of 8 (and its last)")
     if a.real_clip and a.real_clip != "none":
         real = Path(a.real_clip)
     else:

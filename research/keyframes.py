@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
         det.spec = spec
         for r in vids.itertuples(index=False):
             res = det.analyze_video(r.path)
-            rows.append({"setting": k, "path": Path(r.path).name, "group": r.group, "label": int(r.label),
+            rows.append({"setting": k, "path": os.path.relpath(r.path, REPO), "group": r.group, "label": int(r.label),
                          "score": res.score, "raw_score": res.raw_score, "faces": res.faces, "error": res.error,
                          "detect_s": res.timings.get("detect_s", 0.0), "classify_s": res.timings.get("classify_s", 0.0)})
         print(f"{k}: {len(vids)} videos done", flush=True)
