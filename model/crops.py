@@ -129,14 +129,22 @@ def video_faces(path, spec: CropSpec, frames: int | None = None, max_duration_s:
 def chunk_faces(vx: FaceExtractor, group: Sequence[tuple[int, np.ndarray]], spec: CropSpec,
                 detect_batch: int = 1) -> list[list[Face]]:
     """Faces of every frame of ``group`` ((index, frame) pairs; at most ``video.KEYFRAME_GROUP``): MTCNN on the
-    keyframes (``video.keyframe_positions``; every frame when ``spec.video_keyframe_every`` is 1), the faces of the
-    frames between them interpolated (``video.interpolate_faces``) and cut from their own frame by the contract.
+    keyframes (``video.keyframe_positions``; every frame when ``spec.video_keyframe_every`` is 1); between two
+    keyframes whose faces all link (``video.tracks_hold``) the faces are interpolated (``video.interpolate_faces``)
+    and cut from their own frame by the contract, elsewhere (a track lost, a face appearing) MTCNN runs there too.
     Prepare (``video_faces``) and the engine both detect through this function."""
     from model import video
 
+    def detect(positions: list[int]) -> dict[int, list[Face]]:
+        return dict(zip(positions, [faces for sub in video.iter_batches([group[j] for j in positions], detect_batch)
+                                    for faces in vx.detect_batch([f for _, f in sub])]))
+
     keys = video.keyframe_positions(len(group), spec.video_keyframe_every)
-    found = dict(zip(keys, [faces for sub in video.iter_batches([group[j] for j in keys], detect_batch)
-                            for faces in vx.detect_batch([f for _, f in sub])]))
+    found = detect(keys)
+    # a track lost (or a face appearing) between two keyframes: the frames between are detected, not interpolated
+    lost = [j for a, b in zip(keys, keys[1:]) if not video.tracks_hold(found[a], found[b]) for j in range(a + 1, b)]
+    found.update(detect(lost))
+    keys = sorted(found)
     out = []
     for j, (_, frame) in enumerate(group):
         if j in found:

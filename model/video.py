@@ -369,13 +369,8 @@ class TrackLinker:
         return ids
 
 
-def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) -> list[tuple]:
-    """Faces of a frame between two keyframes, at fraction ``t`` (0 < t < 1) of the way from keyframe faces ``a``
-    to ``b`` (objects with ``box`` (x, y, w, h), ``confidence``, ``keypoints``): each face of ``a`` linked to one
-    of ``b`` (greedy, highest IoU first, IoU >= ``min_iou``) gets the linearly interpolated box and keypoints and
-    the lower confidence; a face only in ``a`` is carried while t < 0.5, a face only in ``b`` from t >= 0.5 (each
-    frame takes its nearer keyframe's unmatched faces). Returns (box, confidence, keypoints) tuples, ``a``'s
-    order first."""
+def _match(a: Sequence, b: Sequence, min_iou: float) -> dict[int, int]:
+    """Greedy one-to-one linking of faces ``a`` to ``b`` by IoU (highest first, IoU >= ``min_iou``): {i: j}."""
     pairs = sorted(((iou(fa.box, fb.box), i, j) for i, fa in enumerate(a) for j, fb in enumerate(b)), reverse=True)
     match: dict[int, int] = {}
     used: set[int] = set()
@@ -383,6 +378,24 @@ def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) 
         if v >= min_iou and i not in match and j not in used:
             match[i] = j
             used.add(j)
+    return match
+
+
+def tracks_hold(a: Sequence, b: Sequence, min_iou: float = 0.2) -> bool:
+    """True when every face of keyframe ``a`` links to one of keyframe ``b`` and vice versa: the frames between may
+    be interpolated. Otherwise a track was lost or a face appeared, and the frames between are detected."""
+    return len(a) == len(b) and len(_match(a, b, min_iou)) == len(a)
+
+
+def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) -> list[tuple]:
+    """Faces of a frame between two keyframes, at fraction ``t`` (0 < t < 1) of the way from keyframe faces ``a``
+    to ``b`` (objects with ``box`` (x, y, w, h), ``confidence``, ``keypoints``): each face of ``a`` linked to one
+    of ``b`` (greedy, highest IoU first, IoU >= ``min_iou``) gets the linearly interpolated box and keypoints and
+    the lower confidence; a face only in ``a`` is carried while t < 0.5, a face only in ``b`` from t >= 0.5 (each
+    frame takes its nearer keyframe's unmatched faces). Returns (box, confidence, keypoints) tuples, ``a``'s
+    order first."""
+    match = _match(a, b, min_iou)
+    used = set(match.values())
 
     def lerp(x, y):
         return (1 - t) * float(x) + t * float(y)

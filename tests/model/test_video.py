@@ -229,13 +229,19 @@ def test_interpolate_faces_moves_matched_faces_and_hands_over_unmatched_ones():
     late = interpolate_faces(a, b, 0.75)
     assert late[0][0] == (15, 8, 100, 100) and [f[0] for f in late[1:]] == [(900, 0, 50, 50)]
     assert interpolate_faces([], [], 0.5) == []
+    from model.video import tracks_hold
+
+    assert not tracks_hold(a, b)  # a face lost and one appearing: the frames between are detected instead
+    assert tracks_hold(a[:1], b[:1]) and tracks_hold([], [])
+    assert not tracks_hold([_F((0, 0, 10, 10))], [_F((300, 300, 10, 10))])  # moved too far to link
     assert keyframe_positions(8, 4) == [0, 4, 7] and keyframe_positions(8, 1) == list(range(8))
     assert keyframe_positions(3, 4) == [0, 2] and keyframe_positions(0, 4) == []
 
 
 def test_keyframes_detect_less_and_cut_interpolated_faces_by_the_contract(tiny_model_dir, face_video, monkeypatch):
-    """With video_keyframe_every = 4, MTCNN runs on 3 of every 8 sampled frames; the other frames' faces are the
-    interpolated boxes cut from their own frame by the contract, in the engine and in prepare's video_faces alike."""
+    """With video_keyframe_every = 4, MTCNN runs on 3 of every 8 sampled frames where the tracks hold (the fixture's
+    face moves little); the other frames' faces are the interpolated boxes cut from their own frame by the contract,
+    in the engine and in prepare's video_faces alike."""
     from model import faces as faces_mod
     from model.api import Detector
     from model.crops import crop_box_image, video_faces
@@ -257,3 +263,22 @@ def test_keyframes_detect_less_and_cut_interpolated_faces_by_the_contract(tiny_m
             cut = crop_box_image(frames[fr.index], f.box, det.spec)
             np.testing.assert_array_equal(pfc.crop, cut)  # prepare's crop of the frame = the contract's cut
             np.testing.assert_allclose(det.score_crops(cut), [f.raw_score], atol=1e-5)  # what the engine scored
+
+
+def test_a_lost_track_between_keyframes_is_detected_not_interpolated():
+    from model.crops import CropSpec, chunk_faces
+    from model.faces import Face
+
+    seen = []
+
+    class FakeExtractor:  # a face at x = 0 in frames 0-3, at x = 100 from frame 4 (a jump no track survives)
+        def detect_batch(self, frames):
+            seen.extend(int(f[0, 0, 0]) for f in frames)
+            return [[Face(box=(0 if f[0, 0, 0] < 4 else 100, 0, 20, 20), confidence=0.99, keypoints={})]
+                    for f in frames]
+
+    group = [(i, np.full((40, 140, 3), i, np.uint8)) for i in range(8)]
+    out = chunk_faces(FakeExtractor(), group, CropSpec(size=16, video_keyframe_every=4), detect_batch=8)
+    assert sorted(seen) == [0, 1, 2, 3, 4, 7]  # keyframes 0, 4, 7 and the lost segment's frames 1-3
+    assert [f[0].box[0] for f in out] == [0, 0, 0, 0, 100, 100, 100, 100]
+    assert all(f[0].crop.shape == (16, 16, 3) for f in out)
