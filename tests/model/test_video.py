@@ -281,4 +281,4 @@ def test_a_lost_track_between_keyframes_is_detected_not_interpolated():
     out = chunk_faces(FakeExtractor(), group, CropSpec(size=16, video_keyframe_every=4), detect_batch=8)
     assert sorted(seen) == [0, 1, 2, 3, 4, 7]  # keyframes 0, 4, 7 and the lost segment's frames 1-3
     assert [f[0].box[0] for f in out] == [0, 0, 0, 0, 100, 100, 100, 100]
-    assert all(f[0].crop.shape == (16, 16, 3) for f in out)
+    assert all(out[j][0].crop.shape == (16, 16, 3) for j in (5, 6))  # interpolated: cut by the contract
