@@ -257,8 +257,8 @@ def faces_view(det, res: Result, thresholds: dict[str, float] | float | None = N
     threshold = thresholds.get(det.default.key, det.threshold)
     several = len(det.scorers) > 1
     if res.image is not None and (res.all_faces or res.kind == "image"):
-        faces = res.face_results if res.kind == "image" else max(
-            res.frames, key=lambda fr: max((f.score for f in fr.faces), default=-1.0)).faces  # res.image's frame
+        faces = res.face_results if res.kind == "image" else max(  # res.image's frame: the engine keeps the
+            res.frames, key=lambda fr: max((_rank(f) for f in fr.faces), default=-1.0)).faces  # highest RAW score
         cap = "boxes: red = fake, green = real at the current threshold" + (
             f" of the {det.default.key} detector" if several else "") + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")

@@ -173,15 +173,19 @@ class Result:
     def to_json(self, **kw) -> str:
         return json.dumps(self.to_dict(), **kw)
 
+    def csv_columns(self) -> list[str]:
+        """The CSV columns of this result: ``model.results.COLUMNS`` + a score/label pair per detector + verdict."""
+        return results.columns(list(self.detectors))
+
     def csv_row(self) -> dict[str, Any]:
-        """The CSV columns (``model.results.COLUMNS``) of this result."""
+        """The CSV row of this result (``csv_columns()``)."""
         return results.csv_row({"path": self.path, "kind": self.kind, "faces": self.faces, "score": self.score,
                                 "label": self.label, "error": self.error, "note": self.note,
                                 "provenance": self.provenance, "detectors": self.detectors, "verdict": self.verdict},
                                list(self.detectors))
 
 
-CSV_COLUMNS = results.COLUMNS
+CSV_COLUMNS = results.COLUMNS  # the first ten columns; a result's whole row: Result.csv_columns()
 
 
 class _VideoScan:

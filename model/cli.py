@@ -84,7 +84,7 @@ def _predict(args, limits) -> int:
         keys = _detector_keys(args)
         records = batch.score_files(files, args.model, frames=args.frames, strategy=args.strategy,
                                     workers=args.workers, address=args.address, limits=lim,
-                                    detectors=None if args.model else keys)
+                                    detectors=None if keys == ["model"] else keys)
     else:
         det = _load_detector(args.model, args.detectors)
         keys = det.keys

@@ -152,9 +152,17 @@ def chunk_faces(vx: FaceExtractor, group: Sequence[tuple[int, np.ndarray]], spec
             continue
         a = max(k for k in keys if k < j)
         b = min(k for k in keys if k > j)
-        out.append([Face(box=box, confidence=conf, keypoints=kps, crop=crop_box_image(frame, box, spec))
+        out.append([_cut_face(frame, box, conf, kps, spec)
                     for box, conf, kps in video.interpolate_faces(found[a], found[b], (j - a) / (b - a))])
     return out
+
+
+def _cut_face(frame: np.ndarray, box, conf: float, kps, spec: CropSpec) -> Face:
+    """A Face at ``box`` of ``frame``, cut by the contract, with its square crop box (as the extractor gives)."""
+    from model.faces import crop_square, square_crop_box
+
+    cb = square_crop_box(box, spec.margin)
+    return Face(box=box, confidence=conf, keypoints=kps, crop=crop_square(frame, cb, spec.size), crop_box=cb)
 
 
 def crop_box_image(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:

@@ -165,7 +165,9 @@ def reencode_video(src: str | os.PathLike, level: int, out_dir: str | os.PathLik
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="deepfake-h264-"))
     out = out_dir / f"{Path(src).stem}.crf{int(crf)}.mp4"
     cmd = [ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error", "-i", str(src), "-an", "-c:v", "libx264",
-           "-preset", "veryfast", "-crf", str(int(crf)), "-pix_fmt", "yuv420p", str(out)]
+           "-preset", "veryfast", "-crf", str(int(crf)),
+           # libx264's yuv420p needs even sides: an odd-sized video loses its last row/column
+           "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-pix_fmt", "yuv420p", str(out)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:

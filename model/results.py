@@ -7,7 +7,7 @@ from records:
         for res in results:
             w.write(res.to_dict())
 
-* ``csv``: exactly ``COLUMNS`` (``csv_row``): path, kind, faces, score (calibrated P(fake), 6 decimals, empty
+* ``csv``: ``columns(detectors)`` (``csv_row``): path, kind, faces, score (calibrated P(fake), 6 decimals, empty
   without a face), label, error and note (one line each); then the file's content credentials
   (``model.provenance``), which never enter the score: provenance (none / valid / untrusted / invalid / error;
   empty when not read), provenance_signer (the signing certificate's organisation or name) and provenance_ai (yes /

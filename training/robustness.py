@@ -105,6 +105,7 @@ def choose_files(run: Path, cfg, index: pd.DataFrame, datasets: Sequence[str] = 
         vds = video_datasets(cfg, index)
         test = test[test["dataset"].isin(vds) & ~test["dataset"].isin(PHOTO_SETS)]
     test = test.assign(media=[media_of(p) for p in test["path"]])
+    test = test[test["media"].isin(["image", "video"])]  # a file of neither kind has no degradation to apply
     if max_files:
         parts = []
         for _, d in test.groupby("dataset"):

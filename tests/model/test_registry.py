@@ -135,6 +135,7 @@ def test_csv_has_a_pair_per_detector_and_the_verdict(two_models, astronaut):
     assert list(rows[0])[-5:] == ["score_faceswap", "label_faceswap", "score_generated", "label_generated",
                                   "verdict"]
     r = rows[0]
+    assert list(r) == res.csv_columns() and list(res.csv_row()) == res.csv_columns()
     assert r["score"] == r["score_faceswap"] and r["label"] == r["label_faceswap"] == "real"
     assert r["label_generated"] == "fake" and r["verdict"] == "fake"
     assert float(r["score_generated"]) == pytest.approx(res.detectors["generated"]["score"], abs=1e-6)

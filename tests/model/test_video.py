@@ -282,3 +282,4 @@ def test_a_lost_track_between_keyframes_is_detected_not_interpolated():
     assert sorted(seen) == [0, 1, 2, 3, 4, 7]  # keyframes 0, 4, 7 and the lost segment's frames 1-3
     assert [f[0].box[0] for f in out] == [0, 0, 0, 0, 100, 100, 100, 100]
     assert all(out[j][0].crop.shape == (16, 16, 3) for j in (5, 6))  # interpolated: cut by the contract
+    assert all(out[j][0].crop_box is not None for j in (5, 6))  # with its square crop box, as prepare needs

@@ -260,3 +260,13 @@ def test_reevaluation_keeps_robustness_of_the_same_model(robust_result, tmp_path
     fresh.mkdir()
     _publish(copy, fresh, "another-model")
     assert not (copy / "evaluation" / robustness.RESULT_CSV).exists()
+
+
+def test_h264_reencode_of_an_odd_sized_video(tmp_path, astronaut):
+    """libx264's yuv420p needs even sides: an odd-sized video is re-encoded one row/column smaller, not refused."""
+    src = write_video(tmp_path / "odd.mp4", face_frames(astronaut, n=4, size=(321, 241)))
+    out = perturb.reencode_video(src, 3, tmp_path)
+    cap = cv2.VideoCapture(str(out))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok and frame.shape == (240, 320, 3)
