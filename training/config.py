@@ -38,6 +38,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from model.perturb import IMAGE_PERTURBATIONS  # the image degradations, defined once (numpy only)
+
 
 class ConfigError(ValueError):
     """A config that does not fit the schema or whose keys contradict each other; the message is one line that
@@ -147,8 +149,8 @@ class AugmentCfg(BaseModel):
                     "evaluation's own definitions) before the other augmentations (0: off).")
     perturb_max_level: int = Field(
         3, ge=1, le=5, description="Strength: the degradation's level is drawn from 1..perturb_max_level.")
-    perturbations: list[Literal["jpeg", "resize", "blur", "noise", "brightness_contrast", "saturation"]] = Field(
-        default_factory=lambda: ["jpeg", "resize", "blur", "noise", "brightness_contrast", "saturation"],
+    perturbations: list[Literal[IMAGE_PERTURBATIONS]] = Field(
+        default_factory=lambda: list(IMAGE_PERTURBATIONS),
         min_length=1, description="Degradations drawn from (uniformly) when perturb_prob > 0.")
 
 
