@@ -117,7 +117,8 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=32)
     ap.add_argument("--model", help="model folder (default: bundled sample model, else an untrained B0 at 128 px)")
     ap.add_argument("--keyframe-every", type=int, default=None,
-                    help="override the card's video_keyframe_every (MTCNN on every k-th frame of each group of 8)")
+                    help="override the card's video_keyframe_every (MTCNN on the whole of every k-th frame of each group "
+                         "of 8, in windows around the faces between)")
     a = ap.parse_args()
     from model.api import Detector, default_model_dir
 
@@ -125,7 +126,8 @@ def main() -> int:
     det = Detector.load(d) if (d / "detector.keras").is_file() else Detector.untrained()
     if a.keyframe_every:
         det.spec = det.spec.replace(video_keyframe_every=a.keyframe_every)
-    print(f"face finding: MTCNN on every {det.spec.video_keyframe_every}. sampled frame of each group of 8 (and its last)")
+    print(f"face finding: MTCNN on the whole of every {det.spec.video_keyframe_every}. sampled frame of each group of 8 "
+          "(and its last), in windows around the faces between")
     if a.real_clip and a.real_clip != "none":
         real = Path(a.real_clip)
     else:

@@ -35,9 +35,10 @@ class CropSpec:
     min_confidence: float = 0.9  # MTCNN confidence
     max_faces: int = 32  # faces kept per image / per frame (most confident first)
     frames: int = 32  # frames sampled uniformly per video
-    # videos: MTCNN runs on every k-th sampled frame (and the last of each chunk); faces of the frames between two
-    # such keyframes are the keyframes' boxes and keypoints linearly interpolated (``video.interpolate_faces``) and
-    # cut from their own frame. 1 = detect on every sampled frame (every card made before this field)
+    # videos: MTCNN searches the whole frame on every k-th sampled frame of each group of 8 (and its last); in the
+    # frames between two such keyframes it searches only around the keyframes' face tracks (``chunk_faces``),
+    # falling back to the whole frame when the faces there do not follow them. 1 = every sampled frame whole
+    # (every card made before this field)
     video_keyframe_every: int = 1
 
     def __post_init__(self):
@@ -129,10 +130,13 @@ def video_faces(path, spec: CropSpec, frames: int | None = None, max_duration_s:
 def chunk_faces(vx: FaceExtractor, group: Sequence[tuple[int, np.ndarray]], spec: CropSpec,
                 detect_batch: int = 1) -> list[list[Face]]:
     """Faces of every frame of ``group`` ((index, frame) pairs; at most ``video.KEYFRAME_GROUP``): MTCNN on the
-    keyframes (``video.keyframe_positions``; every frame when ``spec.video_keyframe_every`` is 1); between two
-    keyframes whose faces all link (``video.tracks_hold``) the faces are interpolated (``video.interpolate_faces``)
-    and cut from their own frame by the contract, elsewhere (a track lost, a face appearing) MTCNN runs there too.
-    Prepare (``video_faces``) and the engine both detect through this function."""
+    keyframes (``video.keyframe_positions``; every frame when ``spec.video_keyframe_every`` is 1) over the whole
+    frame. Between two keyframes whose faces all pair up (``video.track_pairs``), MTCNN searches only around the
+    tracks (``video.track_regions``; ``FaceExtractor.detect_in``): every box still comes from MTCNN on its own
+    frame, cut by the contract. A frame whose faces there do not follow the tracks (one missing or extra, or away
+    from the keyframes' path: ``video.faces_follow``) is searched whole. Where a track is lost, a face appears or
+    no face is found between two keyframes, the frame half way is searched whole and both halves are handled
+    alike, down to every frame. Prepare (``video_faces``) and the engine both detect through this function."""
     from model import video
 
     def detect(positions: list[int]) -> dict[int, list[Face]]:
@@ -141,28 +145,29 @@ def chunk_faces(vx: FaceExtractor, group: Sequence[tuple[int, np.ndarray]], spec
 
     keys = video.keyframe_positions(len(group), spec.video_keyframe_every)
     found = detect(keys)
-    # a track lost (or a face appearing) between two keyframes: the frames between are detected, not interpolated
-    lost = [j for a, b in zip(keys, keys[1:]) if not video.tracks_hold(found[a], found[b]) for j in range(a + 1, b)]
-    found.update(detect(lost))
-    keys = sorted(found)
-    out = []
-    for j, (_, frame) in enumerate(group):
-        if j in found:
-            out.append(found[j])
+    todo = list(zip(keys, keys[1:]))
+    while todo:
+        a, b = todo.pop()
+        between = list(range(a + 1, b))
+        if not between:
             continue
-        a = max(k for k in keys if k < j)
-        b = min(k for k in keys if k > j)
-        out.append([_cut_face(frame, box, conf, kps, spec)
-                    for box, conf, kps in video.interpolate_faces(found[a], found[b], (j - a) / (b - a))])
-    return out
-
-
-def _cut_face(frame: np.ndarray, box, conf: float, kps, spec: CropSpec) -> Face:
-    """A Face at ``box`` of ``frame``, cut by the contract, with its square crop box (as the extractor gives)."""
-    from model.faces import crop_square, square_crop_box
-
-    cb = square_crop_box(box, spec.margin)
-    return Face(box=box, confidence=conf, keypoints=kps, crop=crop_square(frame, cb, spec.size), crop_box=cb)
+        pairs = video.track_pairs(found[a], found[b])
+        if pairs is None:
+            # no face at the keyframes, a track lost or a face appearing: the middle frame is searched whole and
+            # each half handled the same way (a fast-moving face is followed over shorter spans)
+            mid = (a + b) // 2
+            found.update(detect([mid]))
+            todo += [(a, mid), (mid, b)]
+            continue
+        got = vx.detect_in([group[j][1] for j in between], video.track_regions(found[a], found[b], pairs))
+        off = []
+        for j, faces in zip(between, got):
+            if video.faces_follow(faces, video.expected_boxes(found[a], found[b], pairs, (j - a) / (b - a))):
+                found[j] = faces
+            else:
+                off.append(j)
+        found.update(detect(off))
+    return [found[j] for j in range(len(group))]
 
 
 def crop_box_image(image: np.ndarray, box: Sequence[float], spec: CropSpec) -> np.ndarray:

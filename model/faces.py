@@ -58,6 +58,11 @@ class _CompiledNet:
         self._fn(np.zeros((1, side, side, 3), np.float32))
 
 
+# P-Net levels searched inside a region: those whose 12-pixel cell (12 / scale image pixels) lies between
+# WINDOW_CELL[0] x the smallest and WINDOW_CELL[1] x the largest face side expected there.
+WINDOW_CELL = (0.5, 1.5)
+
+
 def _fast_pnet_stage():
     """mtcnn's P-Net stage with each pyramid level's resize and P-Net run as one compiled graph on an image
     converted to a tensor once (mtcnn converts the float64 image again for every level). Same scales, same
@@ -76,28 +81,73 @@ def _fast_pnet_stage():
                 scaled = tf.image.resize(images, size, method=tf.image.ResizeMethod.AREA)
                 return net(scaled)
 
+            def level_window(images, size, begin, extent):
+                scaled = tf.image.resize(images, size, method=tf.image.ResizeMethod.AREA)
+                return net(scaled[:, begin[0]:begin[0] + extent[0], begin[1]:begin[1] + extent[1], :])
+
             self._level = tf.function(level, autograph=False, input_signature=[
                 tf.TensorSpec([None, None, None, 3], tf.float64), tf.TensorSpec([2], tf.int32)])
+            self._level_window = tf.function(level_window, autograph=False, input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.float64), tf.TensorSpec([2], tf.int32),
+                tf.TensorSpec([2], tf.int32), tf.TensorSpec([2], tf.int32)])
 
         def __call__(self, images_normalized, images_oshapes, min_face_size=20, min_size=12, scale_factor=0.709,
-                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **kwargs):
+                     threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, regions=None, **kwargs):
             groups = [build_scale_pyramid(shape[1], shape[0], min_face_size=min_face_size, scale_factor=scale_factor)
                       for shape in images_oshapes]
             scales = groups[int(np.argmax([g.shape[0] for g in groups]))]
             images = tf.convert_to_tensor(np.asarray(images_normalized, dtype=np.float64))
             shape = np.asarray(images.shape[1:3])
             batch = images.shape[0]
-            # the size as mtcnn's tf.image.resize(images, shape * scale) converts it (float -> int32)
-            results = [self._level(images, tf.convert_to_tensor(shape * s, tf.int32)) for s in scales]
-            proposals = [generate_bounding_box(r[0], r[1], threshold_pnet) for r in results]
+            if regions is not None:
+                proposals = [self._window_proposals(images, shape, s, regions, threshold_pnet) for s in scales]
+            else:
+                # the size as mtcnn's tf.image.resize(images, shape * scale) converts it (float -> int32)
+                results = [self._level(images, tf.convert_to_tensor(shape * s, tf.int32)) for s in scales]
+                proposals = [generate_bounding_box(r[0], r[1], threshold_pnet) for r in results]
             upscaled = [upscale_bboxes(b, np.asarray([s] * batch)) for b, s in zip(proposals, scales)]
             nms = [smart_nms_from_bboxes(b, threshold=nms_pnet1, method="union", initial_sort=False) for b in upscaled]
             boxes = np.concatenate(nms, axis=0) if len(nms) > 0 else np.empty((0, 6))
             boxes = smart_nms_from_bboxes(boxes, threshold=nms_pnet2, method="union", initial_sort=True)
             return resize_to_square(boxes)
 
+        def _window_proposals(self, images, shape, scale, regions, threshold_pnet):
+            """P-Net proposals of one pyramid level inside ``regions`` only: (x0, y0, x1, y1, smallest, largest
+            face side) in the images' pixels, the same for every image of the batch. The level is resized from
+            the whole image exactly as without regions, then each region's window of it (starting on an even
+            pixel: P-Net's stride is 2, and its pooling pads only at a window's far edge, so a window ends on an
+            even width or at the level's edge) goes through P-Net. P-Net has no padding otherwise: a proposal
+            inside a window is the one the whole level gives there. Levels whose 12-pixel cell (12 / scale image
+            pixels) is not within ``WINDOW_CELL`` times a region's face sides are skipped for that region."""
+            size = (shape * scale).astype(np.int32)  # as mtcnn converts shape * scale (float -> int32)
+            hs, ws = int(size[0]), int(size[1])
+            cell = 12.0 / scale
+            found = []
+            for x0, y0, x1, y1, fmin, fmax in regions:
+                if not (WINDOW_CELL[0] * fmin <= cell <= WINDOW_CELL[1] * fmax):
+                    continue
+                lx0 = max(0, (int(np.floor(x0 * scale)) // 2) * 2)
+                ly0 = max(0, (int(np.floor(y0 * scale)) // 2) * 2)
+                lx1, ly1 = min(ws, int(np.ceil(x1 * scale))), min(hs, int(np.ceil(y1 * scale)))
+                lx1 += int(lx1 < ws and (lx1 - lx0) % 2 == 1)
+                ly1 += int(ly1 < hs and (ly1 - ly0) % 2 == 1)
+                if lx1 - lx0 < 12 or ly1 - ly0 < 12:
+                    continue
+                reg, cls = self._level_window(images, size, np.asarray([ly0, lx0], np.int32),
+                                              np.asarray([ly1 - ly0, lx1 - lx0], np.int32))
+                boxes = generate_bounding_box(reg, cls, threshold_pnet)  # column 0: the image in the batch
+                boxes[:, [1, 3]] += lx0
+                boxes[:, [2, 4]] += ly0
+                found.append(boxes)
+            if not found:
+                return np.empty((0, 6))
+            boxes = np.concatenate(found, axis=0)
+            return boxes[np.argsort(-boxes[:, 5], kind="stable")]
+
         def warm_up(self) -> None:
             self._level(np.zeros((1, 24, 24, 3), np.float64), np.asarray([12, 12], np.int32))
+            self._level_window(np.zeros((1, 24, 24, 3), np.float64), np.asarray([24, 24], np.int32),
+                               np.asarray([0, 0], np.int32), np.asarray([12, 12], np.int32))
 
     return FastPNet()
 
@@ -201,6 +251,26 @@ class FaceExtractor:
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in one HxWx3 uint8 RGB image, most confident first."""
         return self.detect_batch([image])[0]
+
+    def detect_in(self, images: Sequence[np.ndarray], regions: Sequence[tuple[float, ...]]) -> list[list[Face]]:
+        """Faces of same-sized ``images`` whose MTCNN proposals start inside ``regions``: (x0, y0, x1, y1, smallest,
+        largest expected face side) in image pixels, shared by all images. P-Net searches only those windows of
+        the pyramid levels that fit the expected sizes (``_fast_pnet_stage``); R-Net and O-Net run as always. A
+        face found this way is the face the whole image gives there, barring a proposal outside the windows or
+        at a skipped level that would have suppressed or outscored it (``tests/model/test_faces.py`` compares
+        with whole-image detection on real frames). With an MTCNN that cannot search windows (mtcnn's eager one)
+        this is ``detect_batch``."""
+        if not images:
+            return []
+        det = self.mtcnn or get_mtcnn()
+        if not hasattr(det.stages[0], "_window_proposals") or len({im.shape for im in images}) != 1:
+            return self.detect_batch(images)
+        prepped = [self._prep(im) for im in images]
+        scale = prepped[0][1]
+        kw = dict(min_face_size=max(12, min(20, self.min_face_size)), threshold_onet=min(self.min_confidence, 0.8))
+        rects = [tuple(float(v) * scale for v in r) for r in regions]
+        raws = det.detect_faces([p[0] for p in prepped], regions=rects, **kw)
+        return [self._faces_from_raw(im, raw or [], scale) for im, raw in zip(images, raws)]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces for several images; same-sized images go through MTCNN as one batch."""

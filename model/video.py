@@ -416,6 +416,68 @@ def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) 
     return out
 
 
+def _same_face(a: Sequence[float], b: Sequence[float], max_shift: float) -> float | None:
+    """How far apart two (x, y, w, h) boxes' centres are, in units of the larger box's longer side, when they may
+    be one face (centres within ``max_shift``, longer sides within a factor 1.5); None otherwise."""
+    sa, sb = max(a[2], a[3]), max(b[2], b[3])
+    if min(sa, sb) <= 0 or max(sa, sb) > 1.5 * min(sa, sb):
+        return None
+    d = float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)) / max(sa, sb)
+    return d if d <= max_shift else None
+
+
+def track_pairs(a: Sequence, b: Sequence, max_shift: float = 1.0) -> dict[int, int] | None:
+    """Faces of keyframe ``a`` paired one to one with those of keyframe ``b`` (objects with ``box``; greedy,
+    nearest centres first, see ``_same_face``): {i: j} when every face of each has its pair, else None (a track
+    lost, a face appearing, or nothing to follow)."""
+    if not a or len(a) != len(b):
+        return None
+    dists = sorted((d, i, j) for i, fa in enumerate(a) for j, fb in enumerate(b)
+                   if (d := _same_face(fa.box, fb.box, max_shift)) is not None)
+    pairs: dict[int, int] = {}
+    for _, i, j in dists:
+        if i not in pairs and j not in pairs.values():
+            pairs[i] = j
+    return pairs if len(pairs) == len(a) else None
+
+
+def track_regions(a: Sequence, b: Sequence, pairs: dict[int, int], pad: float = 0.5,
+                  sizes: tuple[float, float] = (0.8, 1.25)) -> list[tuple[float, ...]]:
+    """Where to search the frames between keyframes ``a`` and ``b`` (faces with ``box``; ``pairs`` from
+    ``track_pairs``): per pair, the union of its two boxes widened by ``pad`` x the longer side on every side,
+    with the face sides expected there (``sizes`` x the smaller and the larger keyframe side): (x0, y0, x1, y1,
+    smallest, largest) as ``FaceExtractor.detect_in`` takes them."""
+    out = []
+    for i, j in pairs.items():
+        (ax, ay, aw, ah), (bx, by, bw, bh) = a[i].box, b[j].box
+        sides = (max(aw, ah), max(bw, bh))
+        p = pad * max(sides)
+        out.append((min(ax, bx) - p, min(ay, by) - p, max(ax + aw, bx + bw) + p, max(ay + ah, by + bh) + p,
+                    sizes[0] * min(sides), sizes[1] * max(sides)))
+    return out
+
+
+def expected_boxes(a: Sequence, b: Sequence, pairs: dict[int, int], t: float) -> list[tuple[float, ...]]:
+    """Each pair's box at fraction ``t`` of the way from keyframe ``a`` to ``b`` (linear)."""
+    return [tuple((1 - t) * float(x) + t * float(y) for x, y in zip(a[i].box, b[j].box)) for i, j in pairs.items()]
+
+
+def faces_follow(faces: Sequence, expected: Sequence[Sequence[float]], max_shift: float = 0.5) -> bool:
+    """True when ``faces`` (with ``box``) are as many as the ``expected`` boxes and pair one to one with them
+    (centres within ``max_shift`` x the longer side, sides within a factor 1.5): the faces found around the
+    tracks are the tracks' faces, nothing missing, nothing extra."""
+    if len(faces) != len(expected):
+        return False
+    if not faces:
+        return True
+
+    class _B:
+        def __init__(self, box):
+            self.box = box
+
+    return track_pairs(faces, [_B(e) for e in expected], max_shift) is not None
+
+
 KEYFRAME_GROUP = 8  # sampled frames are taken in consecutive groups of 8 for keyframe detection
 
 

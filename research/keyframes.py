@@ -4,7 +4,8 @@
 
 The bundled face-swap detector analyses each video of the chosen splits of the config's FF++/DFD data twice
 through the engine: with its card's contract (MTCNN on every sampled frame) and with ``video_keyframe_every = K``
-(MTCNN on every K-th frame of each group of 8 and the group's last; boxes interpolated between). Prints per setting
+(MTCNN on the whole of every K-th frame of each group of 8 and the group's last; in windows around the faces' path
+between, ``model.crops.chunk_faces``). Prints per setting
 the file AUC (with a 95 % bootstrap over identity groups), the seconds spent finding faces, and the paired score
 differences; writes the per-file scores to ``--out``. This is how the card's keyframe setting is chosen: adopted
 only when the validation AUC moves by at most 0.01.

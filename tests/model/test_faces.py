@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from model.faces import FaceExtractor, crop_square, square_crop_box
+from tests.conftest import FFPP, needs_ffpp
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +90,70 @@ def test_compiled_mtcnn_finds_exactly_what_eager_mtcnn_finds(astronaut, face_vid
             assert a == b
             found += len(a)
     assert found >= 2 * (1 + 6 + 4)  # every face of every image, under both settings
+
+
+def _around(faces, pad=0.5, sizes=(0.8, 1.25)):
+    """Windows around whole-image faces, as ``video.track_regions`` makes them from a face seen at both keyframes."""
+    from model.video import track_pairs, track_regions
+
+    return track_regions(faces, faces, track_pairs(faces, faces), pad=pad, sizes=sizes)
+
+
+def test_search_inside_windows_finds_the_whole_image_faces(astronaut, face_video):
+    """MTCNN searching only windows around known faces (P-Net on those windows of the fitting pyramid levels) gives
+    the boxes, confidences and keypoints that whole-image detection gives, on a clip's frames and on a group photo;
+    a face outside every window is not found; with mtcnn's eager MTCNN (no window search) it is whole-image
+    detection."""
+    import cv2
+
+    from model import video
+    from model.faces import build_mtcnn
+
+    vx = FaceExtractor(crop_size=64, margin=0.0)
+    _, frames = video.read_frames(face_video, n=6)
+    imgs = [f for _, f in frames]
+    whole = vx.detect_batch(imgs)
+    assert all(len(w) == 1 for w in whole)
+    got = []
+    for i in range(0, len(imgs), 2):  # two neighbouring frames as one batch, one window around both faces
+        windows = video.track_regions(whole[i], whole[i + 1], video.track_pairs(whole[i], whole[i + 1]))
+        assert len(windows) == 1
+        got += vx.detect_in(imgs[i:i + 2], windows)
+    for w, g in zip(whole, got):
+        assert [(f.box, round(f.confidence, 5)) for f in g] == [(f.box, round(f.confidence, 5)) for f in w]
+        np.testing.assert_array_equal(g[0].crop, w[0].crop)
+    tile = cv2.resize(astronaut, (160, 160))
+    grid = np.concatenate([np.concatenate([tile] * 3, axis=1)] * 2, axis=0)
+    all6 = vx.detect(grid)
+    assert len(all6) == 6
+    two = vx.detect_in([grid], _around(all6[:2]))[0]
+    assert sorted(f.box for f in two) == sorted(f.box for f in all6[:2])  # only the two faces searched for
+    eager = FaceExtractor(crop_size=64, margin=0.0, mtcnn=build_mtcnn(compiled=False))
+    assert len(eager.detect_in([grid], _around(all6[:2]))[0]) == 6
+
+
+@needs_ffpp
+def test_search_inside_windows_matches_whole_frames_of_real_videos():
+    """On sampled frames of real FF++ c23 videos (the engine's video extractor), windows around each face found
+    on the whole frame give back that face: >= 90 % of boxes identical, none missing, none off by more than a
+    tenth of its side."""
+    from model import video
+    from model.crops import CropSpec
+
+    spec = CropSpec()
+    clips = sorted((FFPP / "original_sequences" / "youtube" / "c23" / "videos").glob("*.mp4"))[:5]
+    assert clips, "no FF++ c23 original videos"
+    same = total = 0
+    for clip in clips:
+        _, frames = video.read_frames(clip, n=8, max_side=spec.decode_max_side)
+        vx = spec.video_extractor(min(frames[0][1].shape[:2]))
+        for _, f in frames:
+            whole = vx.detect(f)
+            got = vx.detect_in([f], _around(whole))[0] if whole else []
+            for w in whole:
+                best = max(got, key=lambda g: video.iou(g.box, w.box))
+                diff = np.abs(np.subtract(best.box, w.box)).max()
+                assert diff <= 0.1 * max(w.box[2:]), (clip.name, w.box, best.box)
+                same += diff == 0
+                total += 1
+    assert total >= 30 and same / total >= 0.9, (same, total)

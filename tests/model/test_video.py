@@ -238,23 +238,46 @@ def test_interpolate_faces_moves_matched_faces_and_hands_over_unmatched_ones():
     assert keyframe_positions(3, 4) == [0, 2] and keyframe_positions(0, 4) == []
 
 
-def test_keyframes_detect_less_and_cut_interpolated_faces_by_the_contract(tiny_model_dir, face_video, monkeypatch):
-    """With video_keyframe_every = 4, MTCNN runs on 3 of every 8 sampled frames where the tracks hold (the fixture's
-    face moves little); the other frames' faces are the interpolated boxes cut from their own frame by the contract,
-    in the engine and in prepare's video_faces alike."""
+def test_track_pairs_regions_and_faces_follow():
+    from model.video import expected_boxes, faces_follow, track_pairs, track_regions
+
+    a = [_F((100, 100, 40, 50)), _F((500, 0, 20, 20))]
+    b = [_F((130, 96, 44, 44)), _F((800, 300, 20, 20))]  # the second face does not pair: too far
+    assert track_pairs(a, b) is None and track_pairs([], []) is None
+    assert track_pairs(a[:1], [_F((100, 100, 90, 90))]) is None  # too different a size
+    pairs = track_pairs(a[:1], b[:1])
+    assert pairs == {0: 0}  # moved 30 px (0.6 of its side) between keyframes: no overlap needed
+    (r,) = track_regions(a, b, pairs, pad=0.5)
+    assert r == (100 - 25, 96 - 25, 174 + 25, 150 + 25, 0.8 * 44, 1.25 * 50)  # union widened by half the longer side
+    assert expected_boxes(a, b, pairs, 0.5) == [(115.0, 98.0, 42.0, 47.0)]
+    assert faces_follow([_F((118, 99, 42, 48))], [(115, 98, 42, 47)])
+    assert not faces_follow([_F((118, 99, 42, 48))], [(115, 98, 42, 47), (500, 0, 20, 20)])  # one missing
+    assert not faces_follow([_F((118, 99, 42, 48)), _F((0, 0, 9, 9))], [(115, 98, 42, 47)])  # one extra
+    assert not faces_follow([_F((160, 99, 42, 48))], [(115, 98, 42, 47)])  # away from the path
+    assert faces_follow([], [])
+
+
+def test_keyframes_search_windows_between_and_keep_every_frames_boxes(tiny_model_dir, face_video, monkeypatch):
+    """With video_keyframe_every = 4, MTCNN searches whole frames on 3 of every 8 sampled frames where the tracks
+    hold (the fixture's face moves little) and windows around the tracks on the others; every frame's boxes are
+    the ones whole-frame detection gives, cut by the contract, in the engine and in prepare's video_faces alike."""
     from model import faces as faces_mod
     from model.api import Detector
     from model.crops import crop_box_image, video_faces
 
     det = Detector.load(tiny_model_dir)
+    every = [[f.box for f in fr.faces] for fr in det.analyze_video(face_video, frames=16).frames]
     det.spec = det.spec.replace(video_keyframe_every=4)
-    calls = []
-    real = faces_mod.FaceExtractor.detect_batch
+    whole, windows = [], []
+    real, real_in = faces_mod.FaceExtractor.detect_batch, faces_mod.FaceExtractor.detect_in
     monkeypatch.setattr(faces_mod.FaceExtractor, "detect_batch",
-                        lambda self, frames: calls.append(len(frames)) or real(self, frames))
+                        lambda self, frames: whole.append(len(frames)) or real(self, frames))
+    monkeypatch.setattr(faces_mod.FaceExtractor, "detect_in",
+                        lambda self, frames, regions: windows.append(len(frames)) or real_in(self, frames, regions))
     res = det.analyze_video(face_video, frames=16)
-    assert res.error == "" and len(res.frames) == 16 and sum(calls) == 6  # keyframes 0, 4, 7 of each 8
-    assert all(fr.faces for fr in res.frames)
+    assert res.error == "" and len(res.frames) == 16
+    assert sum(whole) == 6 and sum(windows) == 10  # keyframes 0, 4, 7 of each 8 whole; the rest in windows
+    assert [[f.box for f in fr.faces] for fr in res.frames] == every  # the boxes of detection on every frame
     vf = video_faces(face_video, det.spec, frames=16)
     frames = dict(vf.frames)
     for fr, pf in zip(res.frames, vf.faces):
@@ -265,21 +288,45 @@ def test_keyframes_detect_less_and_cut_interpolated_faces_by_the_contract(tiny_m
             np.testing.assert_allclose(det.score_crops(cut), [f.raw_score], atol=1e-5)  # what the engine scored
 
 
-def test_a_lost_track_between_keyframes_is_detected_not_interpolated():
+class _FakeExtractor:
+    """Frame i (its pixel value) has one face at x = ``at(i)``; ``detect_in`` finds it there too unless ``off``
+    says the window search finds it elsewhere (a face that does not follow the track)."""
+
+    def __init__(self, at, off=()):
+        self.at, self.off, self.whole, self.windows = at, set(off), [], []
+
+    def _face(self, i, dx=0):
+        from model.faces import Face
+
+        return Face(box=(self.at(i) + dx, 0, 20, 20), confidence=0.99, keypoints={}, crop=np.zeros((16, 16, 3), np.uint8),
+                    crop_box=(0, 0, 20, 20))
+
+    def detect_batch(self, frames):
+        self.whole.extend(int(f[0, 0, 0]) for f in frames)
+        return [[self._face(int(f[0, 0, 0]))] for f in frames]
+
+    def detect_in(self, frames, regions):
+        self.windows.extend(int(f[0, 0, 0]) for f in frames)
+        return [[self._face(int(f[0, 0, 0]), dx=60 if int(f[0, 0, 0]) in self.off else 0)] for f in frames]
+
+
+def test_a_lost_track_between_keyframes_is_followed_over_halves():
     from model.crops import CropSpec, chunk_faces
-    from model.faces import Face
 
-    seen = []
-
-    class FakeExtractor:  # a face at x = 0 in frames 0-3, at x = 100 from frame 4 (a jump no track survives)
-        def detect_batch(self, frames):
-            seen.extend(int(f[0, 0, 0]) for f in frames)
-            return [[Face(box=(0 if f[0, 0, 0] < 4 else 100, 0, 20, 20), confidence=0.99, keypoints={})]
-                    for f in frames]
-
+    fx = _FakeExtractor(lambda i: 0 if i < 4 else 100)  # a jump at frame 4 no track survives
     group = [(i, np.full((40, 140, 3), i, np.uint8)) for i in range(8)]
-    out = chunk_faces(FakeExtractor(), group, CropSpec(size=16, video_keyframe_every=4), detect_batch=8)
-    assert sorted(seen) == [0, 1, 2, 3, 4, 7]  # keyframes 0, 4, 7 and the lost segment's frames 1-3
+    out = chunk_faces(fx, group, CropSpec(size=16, video_keyframe_every=4), detect_batch=8)
+    # keyframes 0, 4, 7; the lost segment 0-4 is halved: 2 searched whole (0-2 holds: 1 in a window), then 3
+    assert sorted(fx.whole) == [0, 2, 3, 4, 7]
+    assert sorted(fx.windows) == [1, 5, 6]  # the spans whose track holds: searched in windows
     assert [f[0].box[0] for f in out] == [0, 0, 0, 0, 100, 100, 100, 100]
-    assert all(out[j][0].crop.shape == (16, 16, 3) for j in (5, 6))  # interpolated: cut by the contract
-    assert all(out[j][0].crop_box is not None for j in (5, 6))  # with its square crop box, as prepare needs
+
+
+def test_a_face_off_the_track_in_a_window_means_that_frame_is_searched_whole():
+    from model.crops import CropSpec, chunk_faces
+
+    fx = _FakeExtractor(lambda i: i, off={5})
+    group = [(i, np.full((40, 140, 3), i, np.uint8)) for i in range(8)]
+    out = chunk_faces(fx, group, CropSpec(size=16, video_keyframe_every=8), detect_batch=8)
+    assert fx.windows == [1, 2, 3, 4, 5, 6] and sorted(fx.whole) == [0, 5, 7]
+    assert [f[0].box[0] for f in out] == list(range(8))  # frame 5's face from the whole frame
