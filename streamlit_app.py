@@ -1,19 +1,23 @@
-"""DeepFake-Detect dashboard: ``streamlit run streamlit_app.py``."""
+"""DeepFake-Detect dashboard: ``streamlit run streamlit_app.py``.
+
+The server (``st.App``) runs ``app_main.py`` for every browser session; at start it loads and warms the detectors
+in a background thread (``dashboard.loaders.preload``), so the first visitor does not wait for TensorFlow, the
+models and MTCNN (``python -m bench.cold`` measures it).
+"""
 import os
+from contextlib import asynccontextmanager
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import streamlit as st  # noqa: E402
 
-st.set_page_config(page_title="DeepFake-Detect", page_icon=":material/face:", layout="wide")
 
-pages = [
-    st.Page("app_pages/detect.py", title="Detect", icon=":material/search:", default=True),
-    st.Page("app_pages/dataset.py", title="Dataset explorer", icon=":material/folder_open:"),
-    st.Page("app_pages/training.py", title="Training", icon=":material/show_chart:"),
-    st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/target:"),
-    st.Page("app_pages/misclassified.py", title="Misclassifications", icon=":material/error:"),
-    st.Page("app_pages/own_test_set.py", title="Your test set", icon=":material/fact_check:"),
-    st.Page("app_pages/about.py", title="About / model card", icon=":material/info:"),
-]
-st.navigation(pages).run()
+@asynccontextmanager
+async def lifespan(_app):
+    from dashboard.loaders import preload
+
+    preload()
+    yield
+
+
+app = st.App("app_main.py", lifespan=lifespan)

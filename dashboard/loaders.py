@@ -1,7 +1,10 @@
 """Cached loaders: the detectors (and with them MTCNN) load once per process with st.cache_resource."""
 from __future__ import annotations
 
+import logging
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import streamlit as st
@@ -34,11 +37,51 @@ def get_detector(model_dir: str):
     return _get_detector(model_dir, _stamp(Path(model_dir)))
 
 
+_PRELOADED: dict[tuple, Future] = {}
+
+
+def _registry_key() -> tuple[tuple[str, ...], tuple] | None:
+    found = registry.available()
+    return (tuple(e.key for e in found), tuple(_stamp(e.folder) for e in found)) if found else None
+
+
+def preload() -> Future | None:
+    """At server start: load the registry's detectors and warm them (MTCNN, every compiled graph) in a daemon
+    thread; the Detect page's loader takes that detector (waiting for it if a visitor comes sooner) instead of
+    loading its own. Nothing with $DEEPFAKE_MODEL set (the page loads that folder) or without a model. Returns
+    the future of the detector."""
+    key = None if os.environ.get(MODEL_ENV) else _registry_key()
+    if key is None or key in _PRELOADED:
+        return _PRELOADED.get(key) if key else None
+    fut: Future = Future()
+    _PRELOADED[key] = fut
+
+    def run():
+        try:
+            from model.api import Detector
+            from model.uploads import sweep_stale_once
+
+            sweep_stale_once()
+            det = Detector.load(detectors=list(key[0]))
+            det.warm_up()
+            fut.set_result(det)
+        except Exception as e:  # noqa: BLE001 - the page then loads the detectors itself and shows its error
+            logging.getLogger(__name__).warning("preloading the detectors failed (the first visitor loads them): %s",
+                                                str(e).splitlines()[0] if str(e) else type(e).__name__)
+            fut.set_exception(e)
+
+    threading.Thread(target=run, name="detector-preload", daemon=True).start()
+    return fut
+
+
 @st.cache_resource(show_spinner="Loading the detectors (first time only)…", max_entries=4)
 def _get_registry_detector(keys: tuple[str, ...], stamp: tuple):
     from model.api import Detector
     from model.uploads import sweep_stale_once
 
+    fut = _PRELOADED.get((keys, stamp))
+    if fut is not None and fut.exception() is None:
+        return fut.result()  # loaded at server start (waits here if it is still loading)
     sweep_stale_once()
     det = Detector.load(detectors=list(keys))
     det.warm_up(background=True)

@@ -26,7 +26,7 @@ def app_env(monkeypatch, tiny_run, tiny_model_dir, prepared, sample_cache):
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=60)
     at.run()
     return at
 

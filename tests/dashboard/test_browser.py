@@ -44,7 +44,7 @@ def test_8k_upload_gets_a_clear_error_and_the_server_keeps_serving(tiny_model_di
 
 
 def test_deep_link_on_a_fresh_server_gets_the_app_navigation(tiny_model_dir, tmp_path):
-    # the first visitor of a new server opens /evaluation directly: the screen must run inside streamlit_app.py
+    # the first visitor of a new server opens /evaluation directly: the screen must run inside app_main.py (served by streamlit_app.py)
     # (its st.navigation titles and wide layout), not as a legacy pages/ script on its own
     with serve({"DEEPFAKE_MODEL": str(tiny_model_dir), "DEEPFAKE_DATA": str(tmp_path)}) as server, browser() as b:
         page = b.new_page(viewport={"width": 1280, "height": 900})

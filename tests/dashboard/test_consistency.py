@@ -25,7 +25,7 @@ def _cli_row(model_dir, path, tmp_path):
 
 
 def _app_verdict(image_bytes) -> str:
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=60)
     at.run()
     at.file_uploader[0].set_value(("astronaut.png", image_bytes, "image/png")).run()
     assert not at.exception, at.exception

@@ -61,7 +61,7 @@ def _use(monkeypatch, det):
 
 
 def _app() -> AppTest:
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=120)
     at.run()
     return at
 

@@ -99,7 +99,7 @@ def app(monkeypatch, runs_root, tiny_model_dir):
     monkeypatch.setenv("DEEPFAKE_RUNS", str(runs_root))
     monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=60)
     at.run()
     return at
 

@@ -39,7 +39,7 @@ def app(monkeypatch, tiny_model_dir, tmp_path):
     monkeypatch.setenv("DEEPFAKE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("DEEPFAKE_RUNS", str(tmp_path / "runs"))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=60)
     at.run()
     at.switch_page("app_pages/own_test_set.py").run()
     assert not at.exception, at.exception
@@ -97,7 +97,7 @@ def test_folder_outside_the_allowed_roots_is_refused(app):
 def test_detect_page_explanation_method_picker(monkeypatch, tiny_model_dir, astronaut_png):
     monkeypatch.setenv("DEEPFAKE_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=60)
+    at = AppTest.from_file(str(REPO / "app_main.py"), default_timeout=60)
     at.run()
     at.file_uploader[0].set_value(("astronaut.png", astronaut_png.read_bytes(), "image/png")).run()
     at.toggle(key="cam_0").set_value(True).run()
