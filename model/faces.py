@@ -248,6 +248,9 @@ class FaceExtractor:
             image = cv2.resize(image, (max(1, round(W * scale)), max(1, round(H * scale))), interpolation=cv2.INTER_AREA)
         return image, scale
 
+    def _mtcnn_kw(self) -> dict:
+        return dict(min_face_size=max(12, min(20, self.min_face_size)), threshold_onet=min(self.min_confidence, 0.8))
+
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in one HxWx3 uint8 RGB image, most confident first."""
         return self.detect_batch([image])[0]
@@ -267,9 +270,8 @@ class FaceExtractor:
             return self.detect_batch(images)
         prepped = [self._prep(im) for im in images]
         scale = prepped[0][1]
-        kw = dict(min_face_size=max(12, min(20, self.min_face_size)), threshold_onet=min(self.min_confidence, 0.8))
         rects = [tuple(float(v) * scale for v in r) for r in regions]
-        raws = det.detect_faces([p[0] for p in prepped], regions=rects, **kw)
+        raws = det.detect_faces([p[0] for p in prepped], regions=rects, **self._mtcnn_kw())
         return [self._faces_from_raw(im, raw or [], scale) for im, raw in zip(images, raws)]
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
@@ -277,7 +279,7 @@ class FaceExtractor:
         if not images:
             return []
         det = self.mtcnn or get_mtcnn()
-        kw = dict(min_face_size=max(12, min(20, self.min_face_size)), threshold_onet=min(self.min_confidence, 0.8))
+        kw = self._mtcnn_kw()
         prepped = [self._prep(im) for im in images]
         shapes = {p[0].shape for p in prepped}
         if len(images) > 1 and len(shapes) == 1:

@@ -369,53 +369,6 @@ class TrackLinker:
         return ids
 
 
-def _match(a: Sequence, b: Sequence, min_iou: float) -> dict[int, int]:
-    """Greedy one-to-one linking of faces ``a`` to ``b`` by IoU (highest first, IoU >= ``min_iou``): {i: j}."""
-    pairs = sorted(((iou(fa.box, fb.box), i, j) for i, fa in enumerate(a) for j, fb in enumerate(b)), reverse=True)
-    match: dict[int, int] = {}
-    used: set[int] = set()
-    for v, i, j in pairs:
-        if v >= min_iou and i not in match and j not in used:
-            match[i] = j
-            used.add(j)
-    return match
-
-
-def tracks_hold(a: Sequence, b: Sequence, min_iou: float = 0.2) -> bool:
-    """True when every face of keyframe ``a`` links to one of keyframe ``b`` and vice versa: the frames between may
-    be interpolated. Otherwise a track was lost or a face appeared, and the frames between are detected."""
-    return len(a) == len(b) and len(_match(a, b, min_iou)) == len(a)
-
-
-def interpolate_faces(a: Sequence, b: Sequence, t: float, min_iou: float = 0.2) -> list[tuple]:
-    """Faces of a frame between two keyframes, at fraction ``t`` (0 < t < 1) of the way from keyframe faces ``a``
-    to ``b`` (objects with ``box`` (x, y, w, h), ``confidence``, ``keypoints``): each face of ``a`` linked to one
-    of ``b`` (greedy, highest IoU first, IoU >= ``min_iou``) gets the linearly interpolated box and keypoints and
-    the lower confidence; a face only in ``a`` is carried while t < 0.5, a face only in ``b`` from t >= 0.5 (each
-    frame takes its nearer keyframe's unmatched faces). Returns (box, confidence, keypoints) tuples, ``a``'s
-    order first."""
-    match = _match(a, b, min_iou)
-    used = set(match.values())
-
-    def lerp(x, y):
-        return (1 - t) * float(x) + t * float(y)
-
-    out = []
-    for i, fa in enumerate(a):
-        if i in match:
-            fb = b[match[i]]
-            box = tuple(int(round(lerp(x, y))) for x, y in zip(fa.box, fb.box))
-            kps = {k: (lerp(p[0], fb.keypoints[k][0]), lerp(p[1], fb.keypoints[k][1]))
-                   for k, p in fa.keypoints.items() if k in fb.keypoints}
-            out.append((box, min(float(fa.confidence), float(fb.confidence)), kps))
-        elif t < 0.5:
-            out.append((tuple(int(v) for v in fa.box), float(fa.confidence), dict(fa.keypoints)))
-    if t >= 0.5:
-        out += [(tuple(int(v) for v in fb.box), float(fb.confidence), dict(fb.keypoints))
-                for j, fb in enumerate(b) if j not in used]
-    return out
-
-
 def _same_face(a: Sequence[float], b: Sequence[float], max_shift: float) -> float | None:
     """How far apart two (x, y, w, h) boxes' centres are, in units of the larger box's longer side, when they may
     be one face (centres within ``max_shift``, longer sides within a factor 1.5); None otherwise."""
@@ -426,19 +379,24 @@ def _same_face(a: Sequence[float], b: Sequence[float], max_shift: float) -> floa
     return d if d <= max_shift else None
 
 
-def track_pairs(a: Sequence, b: Sequence, max_shift: float = 1.0) -> dict[int, int] | None:
-    """Faces of keyframe ``a`` paired one to one with those of keyframe ``b`` (objects with ``box``; greedy,
-    nearest centres first, see ``_same_face``): {i: j} when every face of each has its pair, else None (a track
-    lost, a face appearing, or nothing to follow)."""
+def pair_boxes(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], max_shift: float = 1.0
+               ) -> dict[int, int] | None:
+    """Boxes ``a`` paired one to one with boxes ``b`` (greedy, nearest centres first, see ``_same_face``): {i: j}
+    when every box of each has its pair, else None (a track lost, a face appearing, or nothing to pair)."""
     if not a or len(a) != len(b):
         return None
-    dists = sorted((d, i, j) for i, fa in enumerate(a) for j, fb in enumerate(b)
-                   if (d := _same_face(fa.box, fb.box, max_shift)) is not None)
+    dists = sorted((d, i, j) for i, ba in enumerate(a) for j, bb in enumerate(b)
+                   if (d := _same_face(ba, bb, max_shift)) is not None)
     pairs: dict[int, int] = {}
     for _, i, j in dists:
         if i not in pairs and j not in pairs.values():
             pairs[i] = j
     return pairs if len(pairs) == len(a) else None
+
+
+def track_pairs(a: Sequence, b: Sequence, max_shift: float = 1.0) -> dict[int, int] | None:
+    """The faces of keyframe ``a`` paired with those of keyframe ``b`` (objects with ``box``; ``pair_boxes``)."""
+    return pair_boxes([f.box for f in a], [f.box for f in b], max_shift)
 
 
 def track_regions(a: Sequence, b: Sequence, pairs: dict[int, int], pad: float = 0.5,
@@ -466,16 +424,8 @@ def faces_follow(faces: Sequence, expected: Sequence[Sequence[float]], max_shift
     """True when ``faces`` (with ``box``) are as many as the ``expected`` boxes and pair one to one with them
     (centres within ``max_shift`` x the longer side, sides within a factor 1.5): the faces found around the
     tracks are the tracks' faces, nothing missing, nothing extra."""
-    if len(faces) != len(expected):
-        return False
-    if not faces:
-        return True
-
-    class _B:
-        def __init__(self, box):
-            self.box = box
-
-    return track_pairs(faces, [_B(e) for e in expected], max_shift) is not None
+    return len(faces) == len(expected) and (
+        not faces or pair_boxes([f.box for f in faces], expected, max_shift) is not None)
 
 
 KEYFRAME_GROUP = 8  # sampled frames are taken in consecutive groups of 8 for keyframe detection

@@ -217,25 +217,11 @@ class _F:
         self.keypoints = kps if kps is not None else {"nose": (box[0] + box[2] / 2, box[1] + box[3] / 2)}
 
 
-def test_interpolate_faces_moves_matched_faces_and_hands_over_unmatched_ones():
-    from model.video import interpolate_faces, keyframe_positions
+def test_keyframe_positions():
+    from model.video import keyframe_positions
 
-    a = [_F((0, 0, 100, 100), 0.95), _F((500, 500, 40, 40))]  # the second vanishes by b
-    b = [_F((20, 10, 100, 100), 0.99), _F((900, 0, 50, 50))]  # the second is new at b
-    early = interpolate_faces(a, b, 0.25)
-    assert early[0][0] == (5, 2, 100, 100) and early[0][1] == 0.95  # a quarter of the way; the lower confidence
-    assert early[0][2]["nose"] == (55.0, 52.5)
-    assert [f[0] for f in early[1:]] == [(500, 500, 40, 40)]  # a's unmatched face carried before half way
-    late = interpolate_faces(a, b, 0.75)
-    assert late[0][0] == (15, 8, 100, 100) and [f[0] for f in late[1:]] == [(900, 0, 50, 50)]
-    assert interpolate_faces([], [], 0.5) == []
-    from model.video import tracks_hold
-
-    assert not tracks_hold(a, b)  # a face lost and one appearing: the frames between are detected instead
-    assert tracks_hold(a[:1], b[:1]) and tracks_hold([], [])
-    assert not tracks_hold([_F((0, 0, 10, 10))], [_F((300, 300, 10, 10))])  # moved too far to link
     assert keyframe_positions(8, 4) == [0, 4, 7] and keyframe_positions(8, 1) == list(range(8))
-    assert keyframe_positions(3, 4) == [0, 2] and keyframe_positions(0, 4) == []
+    assert keyframe_positions(8, 8) == [0, 7] and keyframe_positions(3, 4) == [0, 2] and keyframe_positions(0, 4) == []
 
 
 def test_track_pairs_regions_and_faces_follow():
