@@ -58,13 +58,7 @@ def preload() -> Future | None:
 
     def run():
         try:
-            from model.api import Detector
-            from model.uploads import sweep_stale_once
-
-            sweep_stale_once()
-            det = Detector.load(detectors=list(key[0]))
-            det.warm_up()
-            fut.set_result(det)
+            fut.set_result(_load_registry(key[0], warm_in_background=False))
         except Exception as e:  # noqa: BLE001 - the page then loads the detectors itself and shows its error
             logging.getLogger(__name__).warning("preloading the detectors failed (the first visitor loads them): %s",
                                                 str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -76,15 +70,19 @@ def preload() -> Future | None:
 
 @st.cache_resource(show_spinner="Loading the detectors (first time only)…", max_entries=4)
 def _get_registry_detector(keys: tuple[str, ...], stamp: tuple):
-    from model.api import Detector
-    from model.uploads import sweep_stale_once
-
     fut = _PRELOADED.get((keys, stamp))
     if fut is not None and fut.exception() is None:
         return fut.result()  # loaded at server start (waits here if it is still loading)
-    sweep_stale_once()
+    return _load_registry(keys, warm_in_background=True)
+
+
+def _load_registry(keys: tuple[str, ...], warm_in_background: bool):
+    from model.api import Detector
+    from model.uploads import sweep_stale_once
+
+    sweep_stale_once()  # upload folders left by a killed server process
     det = Detector.load(detectors=list(keys))
-    det.warm_up(background=True)
+    det.warm_up(background=warm_in_background)
     return det
 
 
