@@ -91,7 +91,7 @@ def registry_section(det) -> None:
                    "registry's detectors.")
 
 
-COMBINED_COST = registry.REPO_ROOT / "runs" / "gan" / "evaluation" / "combined_verdict.json"
+COMBINED_COST = registry.COMBINED_COST
 
 
 def combined_cost_rows(path: Path = COMBINED_COST) -> list[dict]:

@@ -421,7 +421,7 @@ def _rank(f) -> float:
 
 def downloads(res: Result) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=results.columns(list(res.detectors)), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=res.csv_columns(), lineterminator="\n")
     w.writeheader()
     w.writerow(res.csv_row())
     stem = Path(res.path).stem or "result"

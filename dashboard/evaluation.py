@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, runs, settings
+from training.robustness import TARGETS
 
 SLICE_KEYS = ("eval_level", "eval_dataset", "eval_method", "eval_comp")
 QUERY = ("run", "level", "dataset", "method", "compression")
@@ -273,7 +274,8 @@ def robustness_section(run_dirs: list[Path]) -> None:
                         key="robust_chart")
         st.caption("Test files analysed through the engine at rising degradation (level 0 = the untouched files); "
                    "error bars: 95 % bootstrap intervals over identity groups. Image degradations are measured on "
-                   "the image files, H.264 on the video files. Target: AUC drop ≤ 0.05 at level 3, ≤ 0.10 at level 5.")
+                   "the image files, H.264 on the video files. Target: " + ", ".join(
+                       f"AUC drop ≤ {v:.2f} at level {k}" for k, v in TARGETS.items()) + ".")
         cols = ["run", "perturbation", "media", "level", "parameter", "n_files", "n_unscored", "auc", "auc_drop",
                 "detection_rate", "false_alarm_rate", "target"]
         with st.expander("Robustness table", expanded=False):

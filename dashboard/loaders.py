@@ -70,7 +70,7 @@ def preload() -> Future | None:
 
 @st.cache_resource(show_spinner="Loading the detectors (first time only)…", max_entries=4)
 def _get_registry_detector(keys: tuple[str, ...], stamp: tuple):
-    fut = _PRELOADED.get((keys, stamp))
+    fut = _PRELOADED.pop((keys, stamp), None)  # the cache holds it from now on (and drops it when a model changes)
     if fut is not None and fut.exception() is None:
         return fut.result()  # loaded at server start (waits here if it is still loading)
     return _load_registry(keys, warm_in_background=True)
@@ -97,12 +97,12 @@ def detector():
             st.error(f"No model to analyse with: {e}.")
             st.stop()
         return get_detector(str(d))
-    found = registry.available()
-    if not found:
+    key = _registry_key()
+    if key is None:
         st.error(f"No model to analyse with: no detector.keras in {registry.REGISTRY[0].folder} (the bundled "
                  f"model); set {MODEL_ENV} to a model folder.")
         st.stop()
-    return _get_registry_detector(tuple(e.key for e in found), tuple(_stamp(e.folder) for e in found))
+    return _get_registry_detector(*key)
 
 
 def run_detector(run: Path):

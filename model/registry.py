@@ -39,6 +39,9 @@ DEFAULT = REGISTRY[0].key
 VERDICT_RULE = ("combined verdict: fake when any selected detector labels the file fake (each at its own "
                 "calibrated threshold); real when every detector labels it real; unknown otherwise (no face, or an "
                 "untrained detector)")
+# the measured cost and gain of VERDICT_RULE (``python -m research.detectors`` writes it, the About page and
+# ``research.gan_tables`` read it); outside ``evaluation/``, which ``evaluate`` replaces
+COMBINED_COST = REPO_ROOT / "runs" / "gan" / "analysis" / "combined_verdict.json"
 
 
 class RegistryError(ValueError):

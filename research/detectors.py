@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model import metrics
+from model import metrics, registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--utk", type=int, default=600)
     ap.add_argument("--lfw", type=int, default=300)
     ap.add_argument("--detectors", default=None, help="registry keys (default: every bundled detector)")
-    ap.add_argument("--out", default=str(REPO / "runs" / "gan" / "evaluation" / "combined_verdict.json"))
+    ap.add_argument("--out", default=str(registry.COMBINED_COST))
     a = ap.parse_args(argv)
     df = sample_files(Path(a.data), a.utk, a.lfw)
     t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """The generated-face tables of docs/results.md, read from evaluated run folders (no number typed by hand).
 
     python -m research.gan_tables [--gan runs/gan] [--logo runs/logo-stylegan2 runs/logo-sd21 runs/logo-other_gan]
-                                  [--combined runs/gan/evaluation/combined_verdict.json]
+                                  [--combined runs/gan/analysis/combined_verdict.json]
 
 1. Leave-one-generator-out: for each fold, file AUC of the held-out generator's test fakes against the test reals of
    the generated-face set (FFHQ), beside the in-domain run's AUC on the same generator; 95 % bootstrap intervals
@@ -21,26 +21,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from model import registry
+from dashboard.runs import find_slice
+from research.v3_tables import _fmt
+
 GENERATORS = ("stylegan2", "sd21", "other_gan")
 NAMES = {"stylegan2": "StyleGAN2", "sd21": "Stable Diffusion 2.1", "other_gan": "other GAN"}
 
 
-def _fmt(v, ci, pct=False) -> str:
-    if v is None:
-        return "—"
-    f = (lambda x: f"{100 * x:.1f} %") if pct else (lambda x: f"{x:.3f}")
-    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]" if ci else f(v)
-
-
 def _metrics(run: Path) -> dict:
     return json.loads((run / "evaluation" / "metrics.json").read_text())
-
-
-def _slice(m: dict, dataset: str, method: str, level: str = "file") -> dict | None:
-    for s in m["slices"] + m.get("photo_sets", []):
-        if s["level"] == level and s["dataset"] == dataset and s["method"] == method and s["compression"] == "all":
-            return s
-    return None
 
 
 def logo_table(gan: Path, logo: list[Path]) -> str:
@@ -50,7 +40,7 @@ def logo_table(gan: Path, logo: list[Path]) -> str:
     for run in logo:
         cfg = json.loads((run / "config.json").read_text())
         (g,) = cfg["data"]["holdout_methods"]
-        s, a = _slice(_metrics(run), "gan_faces", g), _slice(full, "gan_faces", g)
+        s, a = find_slice(_metrics(run), "file", "gan_faces", g), find_slice(full, "file", "gan_faces", g)
         lines.append(f"| {NAMES.get(g, g)} | {_fmt(s['auc'], s['auc_ci'])} | {_fmt(a['auc'], a['auc_ci'])} | "
                      f"{s['n_fake']} / {s['n_real']} |")
     return "\n".join(lines)
@@ -61,7 +51,7 @@ def in_domain_table(gan: Path) -> str:
     lines = [f"Threshold {m['threshold']:.3f} ({m.get('threshold_policy', '')}).", "",
              "| slice | n | AUC | detections | false alarms |", "|---|---:|---:|---:|---:|"]
     for method in ("all", *GENERATORS):
-        s = _slice(m, "gan_faces", method)
+        s = find_slice(m, "file", "gan_faces", method)
         if s:
             lines.append(f"| generated faces: {NAMES.get(method, method)} | {s['n']} | {_fmt(s['auc'], s['auc_ci'])} | "
                          f"{_fmt(s['detection_rate'], s['detection_rate_ci'], True)} | "
@@ -115,7 +105,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m research.gan_tables", description=__doc__.splitlines()[0])
     ap.add_argument("--gan", default="runs/gan")
     ap.add_argument("--logo", nargs="*", default=[f"runs/logo-{g}" for g in GENERATORS])
-    ap.add_argument("--combined", default="runs/gan/evaluation/combined_verdict.json")
+    ap.add_argument("--combined", default=str(registry.COMBINED_COST))
     a = ap.parse_args(argv)
     gan = Path(a.gan)
     print("### Leave-one-generator-out (test split, engine-run)\n")

@@ -98,26 +98,40 @@ def _model_key(run: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _analysis_key(run: Path, det) -> dict:
+    return {"model": _model_key(run), "crop_spec": det.spec.to_dict(), "strategy": "max_mean"}
+
+
+def cached_analyses(run: Path, det, split: str) -> dict[str, dict]:
+    """The engine's analyses of ``split``'s files already in ``RUN/analysis/{split}.jsonl`` (``analyse_split``'s
+    resumable cache), by index path; {} when the cache was made by another model or crop contract. A line cut by a
+    kill is left out (analysed again)."""
+    cache = run / "analysis" / f"{split}.jsonl"
+    if not cache.is_file():
+        return {}
+    lines = cache.read_text().splitlines()
+    if not lines or json.loads(lines[0]) != _analysis_key(run, det):
+        return {}
+    done: dict[str, dict] = {}
+    for ln in lines[1:]:
+        try:
+            r = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        done[r["path"]] = r
+    return done
+
+
 def analyse_split(run: Path, det, rows: pd.DataFrame, split: str, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run ``det.analyze`` on every file of ``rows`` (resumable cache) -> (file table, face table), RAW scores."""
     cache_dir = run / "analysis"
     cache_dir.mkdir(exist_ok=True)
     cache = cache_dir / f"{split}.jsonl"
-    key = {"model": _model_key(run), "crop_spec": det.spec.to_dict(), "strategy": "max_mean"}
-    done: dict[str, dict] = {}
-    if cache.is_file():
-        lines = cache.read_text().splitlines()
-        if lines and json.loads(lines[0]) == key:
-            for ln in lines[1:]:
-                try:
-                    r = json.loads(ln)
-                except json.JSONDecodeError:  # a line cut by a kill: analysed again
-                    continue
-                done[r["path"]] = r
-        else:
-            cache.unlink()
+    done = cached_analyses(run, det, split)
+    if not done and cache.is_file():
+        cache.unlink()  # another model or contract (or nothing analysed yet)
     if not cache.is_file():
-        cache.write_text(json.dumps(key) + "\n")
+        cache.write_text(json.dumps(_analysis_key(run, det)) + "\n")
     todo = [r for r in rows.to_dict("records") if r["path"] not in done]
     t0 = time.time()
     with open(cache, "a") as fh:
@@ -425,9 +439,11 @@ def _write_tables(tmpdir: Path, ft: pd.DataFrame, fc: pd.DataFrame, scored: pd.D
     _atomic_csv(_score_by_source(scored), tmpdir / "score_by_source.csv")
 
 
-def _publish(run: Path, tmpdir: Path, model_key: str) -> Path:
+def _publish(run: Path, tmpdir: Path, model_key: str, operating: dict | None = None) -> Path:
     """Swap ``tmpdir`` in as ``RUN/evaluation/``. Explain-eval results of the old folder are carried over while
-    the model is the same one (they are costly to recompute); so are the robustness files."""
+    the model is the same one (they are costly to recompute); so are the robustness files, while the model and
+    its ``operating`` point (``threshold``, ``calibration``: their rates depend on it; ``calibrate`` changes it
+    without touching the weights) are the same."""
     import shutil
 
     out = run / "evaluation"
@@ -441,7 +457,8 @@ def _publish(run: Path, tmpdir: Path, model_key: str) -> Path:
     for f in sorted(out.glob("explain_eval*")) if same else []:
         shutil.copy2(f, tmpdir / f.name)
     try:  # robustness results (python -m training robustness) of the same model: costly too, carried over
-        robust = json.loads((out / "robustness.json").read_text()).get("model_key") == model_key
+        kept = json.loads((out / "robustness.json").read_text())
+        robust = kept.get("model_key") == model_key and all(kept.get(k) == v for k, v in (operating or {}).items())
     except (OSError, ValueError):
         robust = False
     for f in sorted(out.glob("robustness*")) if robust else []:
@@ -518,7 +535,7 @@ def evaluate_run(run: str | Path, n_boot: int = BOOTSTRAP, progress: bool = True
         "model_key": _model_key(run),
     }
     (tmpdir / "metrics.json").write_text(json.dumps(m, indent=2))
-    _publish(run, tmpdir, m["model_key"])
+    _publish(run, tmpdir, m["model_key"], {"threshold": m["threshold"], "calibration": m["calibration"]})
     _update_model_card(run, head, face, photo)
     if head:
         return (f"{run}: file AUC {head['auc']} [{head['auc_ci']}] on {head['n']} test files of {', '.join(vds)} "

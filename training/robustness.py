@@ -36,6 +36,7 @@ Target (a benchmark-style check, printed): AUC drop <= 0.05 at level 3 and <= 0.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -153,6 +154,14 @@ def read_cache(path: Path) -> dict[tuple[str, str, int], dict]:
     return done
 
 
+@dataclasses.dataclass
+class _Analysed:
+    """What a row needs of an engine result (``evaluate``'s cached record of a file)."""
+    raw_score: float | None
+    faces: int
+    error: str
+
+
 def _row(f: dict, pert: str, level: int, res=None, error: str = "") -> dict:
     raw = None if res is None or res.raw_score is None else round(float(res.raw_score), 6)
     err = error or ("" if res is None else res.error or "")
@@ -191,8 +200,17 @@ def analyse(run: Path, det, files: pd.DataFrame, perts: Sequence[str], levels: S
     from training.evaluate import _rel
 
     records = [{**f, "rel": _rel(f["path"])} for f in files.to_dict("records")]  # stored relative to the repo
+    # the untouched files (level 0): ``evaluate`` ran the same engine on them (``analysis/test.jsonl``); taken
+    # from there when that cache is of this model and contract
+    from training.evaluate import cached_analyses
+
+    evaluated = cached_analyses(run, det, "test")
+    clean = [_row(f, p, 0, _Analysed(**{k: evaluated[f["path"]][k] for k in ("raw_score", "faces", "error")}))
+             for f in records if f["path"] in evaluated
+             for p, lv in conditions(f["media"], perts, levels) if lv == 0 and (f["rel"], p, 0) not in done]
     todo = [(f, conditions(f["media"], perts, levels)) for f in records]
-    todo = [(f, [c for c in cs if (f["rel"], c[0], c[1]) not in done]) for f, cs in todo]
+    todo = [(f, [c for c in cs if (f["rel"], c[0], c[1]) not in done
+                 and not (c[1] == 0 and f["path"] in evaluated)]) for f, cs in todo]
     todo = [(f, cs) for f, cs in todo if cs]
     t0, n_total = time.time(), sum(len(cs) for _, cs in todo)
     n = 0
@@ -200,6 +218,10 @@ def analyse(run: Path, det, files: pd.DataFrame, perts: Sequence[str], levels: S
         w = csv.DictWriter(fh, SCORE_COLS)
         if new:
             w.writeheader()
+        for r in clean:
+            w.writerow(r)
+            done[(r["path"], r["perturbation"], int(r["level"]))] = r
+        fh.flush()
         for f, conds in todo:
             rows = (_image_rows if f["media"] == "image" else _video_rows)(det, f, conds, seed, isolation, MediaError)
             for r in rows:
@@ -357,7 +379,8 @@ def robustness_run(run: str | Path, perturbations: str | Sequence[str] | None = 
                    datasets: Sequence[str] = (), max_files: int = 0, seed: int = 0, n_boot: int = BOOTSTRAP,
                    progress: bool = True) -> tuple[pd.DataFrame, str]:
     """Analyse, write ``RUN/evaluation/{robustness.csv, robustness_scores.csv, robustness.json}`` -> (table,
-    printed summary). Arguments are checked before the model is loaded (PerturbError / ValueError /
+    printed summary). Perturbations, levels and the run folder are checked before the model is loaded,
+    --datasets and --max-files against the run's index once it is read (PerturbError / ValueError /
     FileNotFoundError, one line)."""
     from training.evaluate import _atomic_csv, _load_run
 
@@ -383,7 +406,8 @@ def robustness_run(run: str | Path, perturbations: str | Sequence[str] | None = 
     table = summarise(scores, det, perts, lv, n_boot, seed)
     out = run / "evaluation"
     _atomic_csv(table, out / RESULT_CSV)
-    settings = {"cache_key": cache_key(run, det, seed), "model_key": cache_key(run, det, seed)["model_key"],
+    key = cache_key(run, det, seed)
+    settings = {"cache_key": key, "model_key": key["model_key"],
                 "perturbations": perts, "levels": lv, "datasets": sorted(files["dataset"].unique().tolist()),
                 "max_files": max_files, "seed": seed, "bootstrap": f"{n_boot} resamples of identity groups, 95 % "
                 "percentile intervals", "threshold": float(det.threshold),

@@ -23,6 +23,7 @@ def test_the_page_gets_the_detector_preloaded_at_server_start(monkeypatch):
         assert keys == ("faceswap", "generated") and made == [keys, ("warm", False)]  # loaded and warmed, once
         assert loaders.preload() is fut  # a second call starts nothing
         assert loaders._get_registry_detector(keys, stamp) is det and len(made) == 2  # the page takes it
+        assert loaders._PRELOADED == {}  # and the cache alone holds it (a changed model frees it)
     finally:
         loaders._get_registry_detector.clear()
 

@@ -246,7 +246,7 @@ def test_missing_run_one_line_exit_2(tmp_path, capsys):
     assert "not a run folder" in err and len(err.splitlines()) == 1
 
 
-def test_reevaluation_keeps_robustness_of_the_same_model(robust_result, tmp_path):
+def test_reevaluation_keeps_robustness_of_the_same_model_and_operating_point(robust_result, tmp_path):
     from training.evaluate import _model_key, _publish
 
     run, _, _ = robust_result
@@ -257,6 +257,15 @@ def test_reevaluation_keeps_robustness_of_the_same_model(robust_result, tmp_path
     fresh.mkdir()
     _publish(copy, fresh, _model_key(copy))
     assert (copy / "evaluation" / robustness.RESULT_CSV).is_file()
+    kept = json.loads((copy / "evaluation" / robustness.SETTINGS_JSON).read_text())
+    same_point = {"threshold": kept["threshold"], "calibration": kept["calibration"]}
+    fresh.mkdir()
+    _publish(copy, fresh, _model_key(copy), same_point)
+    assert (copy / "evaluation" / robustness.RESULT_CSV).is_file()
+    fresh.mkdir()  # recalibrated (same weights, another threshold): its rates are stale
+    _publish(copy, fresh, _model_key(copy), {**same_point, "threshold": kept["threshold"] + 0.1})
+    assert not (copy / "evaluation" / robustness.RESULT_CSV).exists()
+    shutil.copytree(run / "evaluation", copy / "evaluation", dirs_exist_ok=True)
     fresh.mkdir()
     _publish(copy, fresh, "another-model")
     assert not (copy / "evaluation" / robustness.RESULT_CSV).exists()
@@ -270,3 +279,28 @@ def test_h264_reencode_of_an_odd_sized_video(tmp_path, astronaut):
     ok, frame = cap.read()
     cap.release()
     assert ok and frame.shape == (240, 320, 3)
+
+
+def test_untouched_files_come_from_evaluates_cache(tiny_robust_run, tmp_path, monkeypatch):
+    """Level 0 is what ``evaluate`` already analysed (analysis/test.jsonl of this model and contract): taken from
+    there, not analysed again; the same scores as analysing them."""
+    from model.api import Detector
+    from training import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_robust_run, run, ignore=shutil.ignore_patterns("evaluation", "analysis"))
+    cfg, det, index = evaluate._load_run(run)
+    files = robustness.choose_files(run, cfg, index)
+    evaluate.analyse_split(run, det, files, "test", progress=False)
+    calls = []
+    for name in ("analyze", "analyze_array"):
+        real = getattr(Detector, name)
+        monkeypatch.setattr(Detector, name, lambda self, *a, _r=real, **k: calls.append(a[-1]) or _r(self, *a, **k))
+    scores = robustness.analyse(run, det, files, ["jpeg"], [1], seed=0, progress=False)
+    assert len(calls) == (files["media"] == "image").sum()  # level 1 only: level 0 from evaluate's cache
+    cached = evaluate.cached_analyses(run, det, "test")
+    clean = scores[scores["level"] == 0]
+    assert len(clean) == len(calls)
+    for r in clean.itertuples():
+        want = cached[next(p for p in cached if evaluate._rel(p) == r.path)]["raw_score"]
+        assert (pd.isna(r.raw_score) and want is None) or abs(r.raw_score - want) < 1e-6
