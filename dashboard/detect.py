@@ -257,8 +257,8 @@ def faces_view(det, res: Result, thresholds: dict[str, float] | float | None = N
     threshold = thresholds.get(det.default.key, det.threshold)
     several = len(det.scorers) > 1
     if res.image is not None and (res.all_faces or res.kind == "image"):
-        faces = res.face_results if res.kind == "image" else max(  # res.image's frame: the engine keeps the
-            res.frames, key=lambda fr: max((_rank(f) for f in fr.faces), default=-1.0)).faces  # highest RAW score
+        faces = res.face_results if res.kind == "image" else next(  # res.image's frame, as the engine says
+            (fr.faces for fr in res.frames if fr.index == res.image_frame), [])
         cap = "boxes: red = fake, green = real at the current threshold" + (
             f" of the {det.default.key} detector" if several else "") + (
             "; the frame with the highest-scoring face" if res.kind == "video" else "")
@@ -404,19 +404,12 @@ def retest(det, res: Result, key: str, name: str, data: bytes, frames: int | Non
 
 
 def _representative_faces(res: Result, limit: int = MAX_SHOWN_FACES):
-    """Image: every face. Video: the face of each track whose crop the engine kept (the highest RAW score: calibrated
-    scores tie on isotonic steps, so choosing by them could pick a face whose crop was dropped)."""
+    """Image: every face. Video: the face of each track whose crop the engine kept (one per track: its highest RAW
+    score)."""
     if res.kind == "image":
         return res.face_results[:limit]
-    best = {}
-    for f in res.all_faces:
-        if f.crop is not None and (f.track not in best or _rank(f) > _rank(best[f.track])):
-            best[f.track] = f
+    best = {f.track: f for f in res.all_faces if f.crop is not None}
     return [best[k] for k in sorted(best)][:limit]
-
-
-def _rank(f) -> float:
-    return f.raw_score if f.raw_score is not None else f.score
 
 
 def downloads(res: Result) -> None:

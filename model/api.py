@@ -134,6 +134,7 @@ class Result:
     video_info: dict[str, Any] | None = None
     timings: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per stage
     image: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)  # image / key frame
+    image_frame: int | None = None  # videos: the frame index of ``image`` (the frame of the highest RAW face score)
     raw_score: float | None = None  # file score before calibration
     # content credentials and EXIF camera/software (``model.provenance.Provenance.to_dict()``), read once per file
     # by ``Detector.analyze``; evidence beside the score, never part of it. None when not read.
@@ -167,7 +168,8 @@ class Result:
         else:
             d.update(strategy=self.strategy, video_info=self.video_info,
                      timings={k: round(v, 4) for k, v in self.timings.items()},
-                     tracks=[t.to_dict() for t in self.tracks], frames=[f.to_dict() for f in self.frames])
+                     tracks=[t.to_dict() for t in self.tracks], frames=[f.to_dict() for f in self.frames],
+                     image_frame=self.image_frame)
         return d
 
     def to_json(self, **kw) -> str:
@@ -201,6 +203,7 @@ class _VideoScan:
         self.track_best: dict[int, FaceResult] = {}
         self.raw_frames: dict[str, list[list[float]]] = {k: [] for k in keys}
         self.key: np.ndarray | None = None
+        self.key_index: int | None = None
         self.best = -1.0
 
     def add_chunk(self, det: "Detector", chunk, per_frame: list[list[Face]], raw: dict[str, np.ndarray]) -> None:
@@ -224,7 +227,7 @@ class _VideoScan:
         else:
             fr.crop = None
         if fr.raw_score > self.best:
-            self.best, self.key = fr.raw_score, frame
+            self.best, self.key, self.key_index = fr.raw_score, frame, fr.frame
         return fr
 
 
@@ -560,7 +563,7 @@ class Detector:
         res.video_info = _video_info(info, len(res.frames))
         res.tracks = self._track_results(res.frames, strategy)
         self.conclude(res, {k: video.aggregate(v, strategy) for k, v in scan.raw_frames.items()})
-        res.image = scan.key
+        res.image, res.image_frame = scan.key, scan.key_index
         if progress:
             progress(1.0, "done")
         return res

@@ -34,6 +34,7 @@ def test_video_result_keeps_one_crop_per_track_and_the_key_frame(tiny_detector, 
     top = max(faces, key=lambda f: f.score)
     _, decoded = video.read_frames(face_video, n=8)
     assert np.array_equal(res.image, dict(decoded)[top.frame])
+    assert res.image_frame == max(faces, key=lambda f: f.raw_score).frame and res.to_dict()["image_frame"] == res.image_frame
     assert res.video_info["sampled_frames"] == 8 and not res.video_info["sequential"]
     assert set(res.timings) == {"decode_s", "detect_s", "classify_s"}
 
