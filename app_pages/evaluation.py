@@ -5,7 +5,8 @@ from dashboard import charts, evaluation, runs, settings
 st.title("Evaluation")
 st.caption("Numbers from `python -m training evaluate RUN`: every test file run through the engine; scores are "
            "calibrated P(fake) in [0, 1]; intervals are 95 % bootstrap intervals over identity groups.")
-all_runs = [r for r in runs.list_runs(settings.runs_root()) if (r / "evaluation" / "metrics.json").is_file()]
+listed = runs.list_runs(settings.runs_root())
+all_runs = [r for r in listed if (r / "evaluation" / "metrics.json").is_file()]
 evaluation.apply_query_params()
 evaluation.cross_dataset_section(all_runs)
 
@@ -45,4 +46,4 @@ if run is not None:
         evaluation.roc_runs_section(all_runs, key)
 
 st.divider()
-evaluation.robustness_section(runs.list_runs(settings.runs_root()))
+evaluation.robustness_section(listed)

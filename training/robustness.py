@@ -80,12 +80,6 @@ def parse_perturbations(text: str | Sequence[str] | None) -> list[str]:
     return [n for n in perturb.ALL if n in names]
 
 
-def media_of(path: str) -> str:
-    from model.media import kind_by_extension
-
-    return kind_by_extension(path) or "unknown"
-
-
 def file_seed(seed: int, path: str) -> int:
     """The noise seed of one file: stable across runs and machines, different per file."""
     return int(hashlib.sha1(f"{seed}:{Path(path).name}".encode()).hexdigest()[:8], 16)
@@ -105,8 +99,7 @@ def choose_files(run: Path, cfg, index: pd.DataFrame, datasets: Sequence[str] = 
     if not datasets:
         vds = video_datasets(cfg, index)
         test = test[test["dataset"].isin(vds) & ~test["dataset"].isin(PHOTO_SETS)]
-    test = test.assign(media=[media_of(p) for p in test["path"]])
-    test = test[test["media"].isin(["image", "video"])]  # a file of neither kind has no degradation to apply
+    test = test[test["media"].isin(["image", "video"])]  # the index's media; a file of neither kind: nothing to degrade
     if max_files:
         parts = []
         for _, d in test.groupby("dataset"):
